@@ -1,0 +1,271 @@
+/*!
+The command line: lexopt turns `argv` into [`Args`] (close to the flags), which [`Args::plan`]
+checks and resolves into a [`Plan`] (validated, ready to run). Later flags win, so the Bazel
+run-script can pass the rule's values first and the user's `"$@"` after them.
+*/
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::reference::Repository;
+use crate::registry::Connection;
+use crate::tags;
+
+pub const HELP: &str = "\
+oci-push: push an OCI image layout to a registry, by digest, then its tags
+
+USAGE:
+    oci-push --layout DIR --repository REPO [--tags-file FILE] [-t TAG]... [OPTIONS]
+    oci-push --verify --layout DIR [--tags-file FILE] [-t TAG]... [--repository REPO]
+
+Pushes every blob the registry does not have yet, then every manifest by digest (the
+children of an index before the index), and only then applies the tags, one at a time,
+in order, stopping at the first that fails. Prints REPO@DIGEST as the last line of stdout;
+progress and errors go to stderr.
+
+OPTIONS:
+    --layout DIR             The OCI image layout to push (oci-layout, index.json, blobs/).
+                             index.json must name exactly one image or image index.
+    -r, --repository REPO    Where to push: host[:port]/path, without tag or digest,
+                             e.g. ghcr.io/org/app or localhost:5000/app.
+    --repository-file FILE   Read the repository from FILE (its first line). The last of
+                             --repository and --repository-file given wins.
+    --tags-file FILE         Tags to apply, one per line; blank lines are ignored.
+    -t, --tag TAG            A tag to apply; repeatable. Tags given with --tag replace
+                             those of --tags-file.
+    --digest-file FILE       Also write the final REPO@DIGEST line to FILE.
+    --plain-http             Use plain HTTP, not HTTPS. Registries on localhost, 127.0.0.0/8
+                             and [::1] use plain HTTP without this flag.
+    --insecure               Use HTTPS but do not verify the registry's certificate.
+    --verify                 Check the layout offline instead of pushing: every blob and
+                             manifest hashed against its digest, every tag checked. Prints
+                             the image digest (REPO@DIGEST when a repository is given).
+    -h, --help               Print this help.
+    -V, --version            Print the version.
+
+EXIT CODES:
+    0  success
+    1  usage error, or another failure
+    2  the registry refused our credentials (401/403)
+    3  the registry could not be reached (DNS, connection, TLS)
+    4  invalid input: layout, blob, manifest, tag or repository
+    5  the registry rejected a request (other 4xx/5xx; its error code is shown)
+    6  timeout
+";
+
+/// Where the repository comes from; the last flag given wins.
+#[derive(Debug)]
+enum RepositorySource {
+    Name(String),
+    File(PathBuf),
+}
+
+/// The flags as given.
+#[derive(Debug, Default)]
+struct Args {
+    layout: Option<PathBuf>,
+    repository: Option<RepositorySource>,
+    tags_file: Option<PathBuf>,
+    tags: Vec<String>,
+    digest_file: Option<PathBuf>,
+    connection: Connection,
+    verify: bool,
+}
+
+/// What to do, checked and resolved.
+#[derive(Debug)]
+pub enum Command {
+    Help,
+    Version,
+    Push(Plan),
+    Verify(Plan),
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub layout: PathBuf,
+    /// Always present for a push; optional for `--verify`.
+    pub repository: Option<Repository>,
+    /// In the order to apply them, each once.
+    pub tags: Vec<String>,
+    pub digest_file: Option<PathBuf>,
+    pub connection: Connection,
+}
+
+pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
+    use lexopt::prelude::*;
+
+    let mut args = Args::default();
+    let mut parser = lexopt::Parser::from_args(argv);
+    let usage = |e: lexopt::Error| Error::usage(format!("{e}; see oci-push --help"));
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long("layout") => args.layout = Some(parser.value().map_err(usage)?.into()),
+            Short('r') | Long("repository") => {
+                let value = string(parser.value().map_err(usage)?, "--repository")?;
+                args.repository = Some(RepositorySource::Name(value));
+            }
+            Long("repository-file") => {
+                let path = parser.value().map_err(usage)?.into();
+                args.repository = Some(RepositorySource::File(path));
+            }
+            Long("tags-file") => args.tags_file = Some(parser.value().map_err(usage)?.into()),
+            Short('t') | Long("tag") => {
+                args.tags
+                    .push(string(parser.value().map_err(usage)?, "--tag")?);
+            }
+            Long("digest-file") => args.digest_file = Some(parser.value().map_err(usage)?.into()),
+            Long("plain-http") => args.connection.plain_http = true,
+            Long("insecure") => args.connection.insecure = true,
+            Long("verify") => args.verify = true,
+            _ => return Err(usage(arg.unexpected())),
+        }
+    }
+    let verify = args.verify;
+    let plan = args.plan()?;
+    Ok(if verify {
+        Command::Verify(plan)
+    } else {
+        Command::Push(plan)
+    })
+}
+
+fn string(value: OsString, flag: &str) -> Result<String> {
+    value
+        .into_string()
+        .map_err(|v| Error::invalid(format!("{flag} {}: not valid UTF-8", v.to_string_lossy())))
+}
+
+impl Args {
+    fn plan(self) -> Result<Plan> {
+        let layout = self
+            .layout
+            .ok_or_else(|| Error::usage("--layout DIR is required; see oci-push --help"))?;
+        let repository =
+            match self.repository {
+                Some(RepositorySource::Name(name)) => Some(Repository::parse(&name)?),
+                Some(RepositorySource::File(path)) => Some(read_repository_file(&path)?),
+                None if self.verify => None,
+                None => return Err(Error::usage(
+                    "--repository REPO is required (e.g. -r ghcr.io/org/app); see oci-push --help",
+                )),
+            };
+        let tags = if !self.tags.is_empty() {
+            for tag in &self.tags {
+                tags::check_tag(tag)?;
+            }
+            self.tags
+        } else if let Some(file) = &self.tags_file {
+            tags::read_tags_file(file)?
+        } else {
+            Vec::new()
+        };
+        Ok(Plan {
+            layout,
+            repository,
+            tags: tags::dedup(tags),
+            digest_file: self.digest_file,
+            connection: self.connection,
+        })
+    }
+}
+
+fn read_repository_file(path: &std::path::Path) -> Result<Repository> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid(format!(
+            "cannot read repository file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let name = lines
+        .next()
+        .ok_or_else(|| Error::invalid(format!("repository file {} is empty", path.display())))?;
+    if lines.next().is_some() {
+        return Err(Error::invalid(format!(
+            "repository file {} has more than one line; it holds one repository",
+            path.display()
+        )));
+    }
+    Repository::parse(name).map_err(|e| e.context(format!("repository file {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+
+    fn run(args: &[&str]) -> Result<Command> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    fn plan(args: &[&str]) -> Plan {
+        match run(args) {
+            Ok(Command::Push(plan)) | Ok(Command::Verify(plan)) => plan,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn later_flags_win() {
+        let p = plan(&[
+            "--layout",
+            "a",
+            "-r",
+            "h.io/one",
+            "--repository",
+            "h.io/two",
+        ]);
+        assert_eq!(p.repository.unwrap().to_string(), "h.io/two");
+        let p = plan(&["--layout", "a", "--layout=b", "-r", "h.io/x"]);
+        assert_eq!(p.layout, PathBuf::from("b"));
+    }
+
+    #[test]
+    fn tag_flags_replace_the_tags_file_and_dedup() {
+        let p = plan(&[
+            "--layout",
+            "a",
+            "-r",
+            "h.io/x",
+            "--tags-file",
+            "/nonexistent",
+            "-t",
+            "v1",
+            "--tag",
+            "v2",
+            "-t",
+            "v1",
+        ]);
+        assert_eq!(p.tags, ["v1", "v2"]);
+    }
+
+    #[test]
+    fn usage_errors() {
+        let err = run(&["--layout", "a"]).unwrap_err();
+        assert_eq!(err.kind(), Kind::Usage);
+        assert!(err.to_string().contains("--repository REPO is required"));
+        let err = run(&["-r", "h.io/x"]).unwrap_err();
+        assert!(err.to_string().contains("--layout DIR is required"));
+        let err = run(&["--layout", "a", "-r", "h.io/x", "--bogus"]).unwrap_err();
+        assert_eq!(err.kind(), Kind::Usage);
+        assert_eq!(
+            err.to_string(),
+            "invalid option '--bogus'; see oci-push --help"
+        );
+        let err = run(&["--layout", "a", "-r", "h.io/x", "-t", "bad tag"]).unwrap_err();
+        assert_eq!(err.kind(), Kind::Invalid);
+        assert!(matches!(run(&["-r", "x", "--help"]), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn verify_needs_no_repository() {
+        assert!(matches!(
+            run(&["--verify", "--layout", "a"]),
+            Ok(Command::Verify(_))
+        ));
+    }
+}

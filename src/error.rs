@@ -1,0 +1,85 @@
+/*!
+The one error type of the pusher, and the exit code each kind of failure maps to.
+
+Every error is a single line that names the thing that failed (blob, file, URL, tag) and, where
+there is one, the next step. The message is built where the context is known; `main` prints it
+once and exits with the kind's code.
+*/
+
+use std::fmt;
+
+/// What went wrong, as far as the caller's exit code is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Bad command line, or a failure that fits no other kind (exit 1).
+    Usage,
+    /// The registry refused our credentials or their permissions (exit 2).
+    Auth,
+    /// The registry could not be reached: DNS, connection, TLS (exit 3).
+    Network,
+    /// The image, layout, a tag or the repository name is invalid (exit 4).
+    Invalid,
+    /// The registry answered a request with an error status (exit 5).
+    Rejected,
+    /// A request or the whole push took too long (exit 6).
+    Timeout,
+}
+
+impl Kind {
+    /// The process exit code documented in the README and `--help`.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Kind::Usage => 1,
+            Kind::Auth => 2,
+            Kind::Network => 3,
+            Kind::Invalid => 4,
+            Kind::Rejected => 5,
+            Kind::Timeout => 6,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Error {
+    kind: Kind,
+    message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::new(Kind::Usage, message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::new(Kind::Invalid, message)
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Adds what we were doing in front of the message, keeping the kind.
+    pub fn context(self, what: impl fmt::Display) -> Error {
+        Error {
+            kind: self.kind,
+            message: format!("{what}: {}", self.message),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}

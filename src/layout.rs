@@ -1,0 +1,384 @@
+/*!
+Reading an OCI image layout (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`) into the list of
+blobs and manifests to push, without touching the network.
+
+Everything that can be checked cheaply is checked here, before the first request: the layout
+version, that `index.json` names exactly one manifest, that every referenced blob exists with the
+size its descriptor gives, and that every manifest hashes to its digest (manifests are small, so
+this costs nothing). Blob bytes are hashed only by [`Layout::verify_blobs`]: at push time the
+registry verifies them anyway, and hashing a large image twice would cost seconds of CPU.
+*/
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, Digest, DigestAlgorithm, ImageIndex, ImageManifest};
+use sha2::{Digest as _, Sha256, Sha512};
+
+use crate::error::{Error, Result};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Registries refuse manifests past a few MiB; anything this large is not a manifest.
+const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+/// Indexes of indexes exist, but not this deep.
+const MAX_NESTING: usize = 8;
+
+/// A blob (config or layer) to push, streamed from its file.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    pub digest: String,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+/// A manifest or index to push, with the exact bytes from the layout (its digest never changes).
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    pub digest: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What a layout holds, in push order.
+#[derive(Debug)]
+pub struct Layout {
+    /// Every distinct config and layer blob of every manifest, first-seen order.
+    pub blobs: Vec<Blob>,
+    /// Every manifest, children before the index that names them; the last one is the top.
+    pub manifests: Vec<Manifest>,
+}
+
+impl Layout {
+    /// Reads and checks the layout in `dir`.
+    pub fn open(dir: &Path) -> Result<Layout> {
+        check_layout_marker(dir)?;
+        let top = read_top_descriptor(dir)?;
+        let mut reader = Reader {
+            dir,
+            blobs: Vec::new(),
+            manifests: Vec::new(),
+            seen: HashSet::new(),
+        };
+        reader.visit(&top, 0)?;
+        Ok(Layout {
+            blobs: reader.blobs,
+            manifests: reader.manifests,
+        })
+    }
+
+    /// The image or index this layout is: the manifest pushed last and tagged.
+    pub fn top(&self) -> &Manifest {
+        // `open` fails unless it read the top manifest, so the list is never empty.
+        &self.manifests[self.manifests.len() - 1]
+    }
+
+    /// Hashes every blob and checks it against its digest: the offline check behind `--verify`.
+    pub fn verify_blobs(&self) -> Result<()> {
+        for blob in &self.blobs {
+            let actual = hash_file(&blob.path, &blob.digest)?;
+            if actual != blob.digest {
+                return Err(corrupt(&blob.digest, &blob.path, &actual));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(digest: &str, path: &Path, actual: &str) -> Error {
+    Error::invalid(format!(
+        "blob {digest} is corrupt: {} hashes to {actual}; rebuild the image",
+        path.display()
+    ))
+}
+
+struct Reader<'a> {
+    dir: &'a Path,
+    blobs: Vec<Blob>,
+    manifests: Vec<Manifest>,
+    seen: HashSet<String>,
+}
+
+impl Reader<'_> {
+    fn visit(&mut self, desc: &Descriptor, depth: usize) -> Result<()> {
+        let digest = desc.digest().to_string();
+        if !self.seen.insert(digest.clone()) {
+            return Ok(());
+        }
+        if depth > MAX_NESTING {
+            return Err(Error::invalid(format!(
+                "manifest {digest} is nested more than {MAX_NESTING} indexes deep"
+            )));
+        }
+        let path = self.blob_path(desc)?;
+        if desc.size() > MAX_MANIFEST_BYTES {
+            return Err(Error::invalid(format!(
+                "manifest {digest} is {} bytes, too large for a manifest",
+                desc.size()
+            )));
+        }
+        let bytes = read_manifest(&path, &digest, desc.size())?;
+        let media_type = media_type_of(desc, &bytes, &path)?;
+        let parse_error = |e: serde_json::Error| {
+            Error::invalid(format!(
+                "manifest {digest} ({}) is not a valid {media_type}: {e}",
+                path.display()
+            ))
+        };
+        match media_type.as_str() {
+            OCI_INDEX | DOCKER_MANIFEST_LIST => {
+                let index: ImageIndex = serde_json::from_slice(&bytes).map_err(parse_error)?;
+                for child in index.manifests() {
+                    self.visit(child, depth + 1)?;
+                }
+            }
+            OCI_MANIFEST | DOCKER_MANIFEST => {
+                let manifest: ImageManifest =
+                    serde_json::from_slice(&bytes).map_err(parse_error)?;
+                for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                    self.add_blob(blob)?;
+                }
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "manifest {digest} ({}) has media type {other}, which oci-push cannot push; \
+                     expected an OCI or Docker schema 2 manifest or index",
+                    path.display()
+                )))
+            }
+        }
+        self.manifests.push(Manifest {
+            digest,
+            media_type,
+            bytes,
+        });
+        Ok(())
+    }
+
+    fn add_blob(&mut self, desc: &Descriptor) -> Result<()> {
+        let digest = desc.digest().to_string();
+        if !self.seen.insert(digest.clone()) {
+            return Ok(());
+        }
+        let path = self.blob_path(desc)?;
+        self.blobs.push(Blob {
+            digest,
+            size: desc.size(),
+            path,
+        });
+        Ok(())
+    }
+
+    /// The file of a descriptor, checked to exist with the descriptor's size. The digest was
+    /// validated by parsing (algorithm and hex only), so the path cannot leave `blobs/`.
+    fn blob_path(&self, desc: &Descriptor) -> Result<PathBuf> {
+        let digest = desc.digest();
+        check_algorithm(digest)?;
+        let path = self
+            .dir
+            .join("blobs")
+            .join(digest.algorithm().as_ref())
+            .join(digest.digest());
+        let meta = fs::metadata(&path).map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "is missing".to_string(),
+                _ => format!("cannot be read ({e})"),
+            };
+            Error::invalid(format!(
+                "blob {digest} {why}: expected {}; the layout is incomplete, rebuild the image",
+                path.display()
+            ))
+        })?;
+        if !meta.is_file() {
+            return Err(Error::invalid(format!(
+                "blob {digest}: {} is not a file",
+                path.display()
+            )));
+        }
+        if meta.len() != desc.size() {
+            return Err(Error::invalid(format!(
+                "blob {digest} has the wrong size: {} is {} bytes, its descriptor says {}; rebuild the image",
+                path.display(),
+                meta.len(),
+                desc.size()
+            )));
+        }
+        Ok(path)
+    }
+}
+
+fn check_layout_marker(dir: &Path) -> Result<()> {
+    let path = dir.join("oci-layout");
+    let bytes = fs::read(&path).map_err(|e| {
+        let hint = if dir.is_dir() {
+            "not an OCI image layout"
+        } else {
+            "no such directory"
+        };
+        Error::invalid(format!(
+            "cannot read {} ({e}): {} is {hint}; pass the directory an oci_image target builds",
+            path.display(),
+            dir.display()
+        ))
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid(format!("{} is not valid JSON: {e}", path.display())))?;
+    match value.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        Some("1.0.0") => Ok(()),
+        Some(other) => Err(Error::invalid(format!(
+            "{} has imageLayoutVersion {other}; oci-push reads version 1.0.0",
+            path.display()
+        ))),
+        None => Err(Error::invalid(format!(
+            "{} has no imageLayoutVersion",
+            path.display()
+        ))),
+    }
+}
+
+fn read_top_descriptor(dir: &Path) -> Result<Descriptor> {
+    let path = dir.join("index.json");
+    let bytes = fs::read(&path)
+        .map_err(|e| Error::invalid(format!("cannot read {} ({e})", path.display())))?;
+    let index: ImageIndex = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid(format!("{} is not a valid OCI index: {e}", path.display())))?;
+    match index.manifests().as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Error::invalid(format!(
+            "{} lists no manifest; the layout holds no image to push",
+            path.display()
+        ))),
+        many => Err(Error::invalid(format!(
+            "{} lists {} manifests ({}); oci-push pushes one image or index per layout, \
+             so wrap them in an image index (oci_image_index) first",
+            path.display(),
+            many.len(),
+            many.iter()
+                .map(|d| d.digest().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn check_algorithm(digest: &Digest) -> Result<()> {
+    let algorithm = digest.algorithm();
+    match (algorithm, algorithm.digest_hexlen()) {
+        (DigestAlgorithm::Sha256 | DigestAlgorithm::Sha512, Some(len))
+            if digest.digest().len() == len as usize =>
+        {
+            Ok(())
+        }
+        (DigestAlgorithm::Sha256 | DigestAlgorithm::Sha512, _) => Err(Error::invalid(format!(
+            "digest {digest} has the wrong length for {algorithm}"
+        ))),
+        _ => Err(Error::invalid(format!(
+            "digest {digest} uses {algorithm}; oci-push supports sha256 and sha512"
+        ))),
+    }
+}
+
+fn read_manifest(path: &Path, digest: &str, size: u64) -> Result<Vec<u8>> {
+    let bytes = fs::read(path)
+        .map_err(|e| Error::invalid(format!("cannot read manifest {}: {e}", path.display())))?;
+    // blob_path checked the size already; a file that changed since is a broken build.
+    if bytes.len() as u64 != size {
+        return Err(Error::invalid(format!(
+            "manifest {digest} changed while being read: {}",
+            path.display()
+        )));
+    }
+    let actual = hash_bytes(&bytes, digest);
+    if actual != digest {
+        return Err(corrupt(digest, path, &actual));
+    }
+    Ok(bytes)
+}
+
+/// The media type to push a manifest with: the manifest's own `mediaType` field (what the
+/// registry checks the Content-Type against), else the descriptor's, else what its fields show.
+fn media_type_of(desc: &Descriptor, bytes: &[u8], path: &Path) -> Result<String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::invalid(format!(
+            "manifest {} ({}) is not valid JSON: {e}",
+            desc.digest(),
+            path.display()
+        ))
+    })?;
+    if let Some(own) = value.get("mediaType").and_then(|v| v.as_str()) {
+        return Ok(own.to_string());
+    }
+    let from_descriptor = desc.media_type().to_string();
+    if !from_descriptor.is_empty() {
+        return Ok(from_descriptor);
+    }
+    Ok(if value.get("manifests").is_some() {
+        OCI_INDEX
+    } else {
+        OCI_MANIFEST
+    }
+    .to_string())
+}
+
+/// A running hash of the algorithm of a digest that `check_algorithm` accepted.
+enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    fn like(digest: &str) -> Hasher {
+        if digest.starts_with("sha512:") {
+            Hasher::Sha512(Sha512::new())
+        } else {
+            Hasher::Sha256(Sha256::new())
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> String {
+        let (name, sum) = match self {
+            Hasher::Sha256(h) => ("sha256", h.finalize().to_vec()),
+            Hasher::Sha512(h) => ("sha512", h.finalize().to_vec()),
+        };
+        let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{name}:{hex}")
+    }
+}
+
+fn hash_bytes(bytes: &[u8], like: &str) -> String {
+    let mut hasher = Hasher::like(like);
+    hasher.update(bytes);
+    hasher.finish()
+}
+
+/// Streams a file through the hash of `like`'s algorithm, never holding it in memory.
+fn hash_file(path: &Path, like: &str) -> Result<String> {
+    let read_error = |e: std::io::Error| {
+        Error::invalid(format!(
+            "cannot read blob {like} at {}: {e}",
+            path.display()
+        ))
+    };
+    let mut file = File::open(path).map_err(read_error)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut hasher = Hasher::like(like);
+    loop {
+        let n = file.read(&mut buf).map_err(read_error)?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+    }
+}

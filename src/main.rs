@@ -1,0 +1,96 @@
+//! `oci-push`: push an OCI image layout to a registry, by digest, then its tags.
+//!
+//! `main` parses the command line, runs it, and is the only place an error is printed.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod error;
+mod layout;
+mod push;
+mod reference;
+mod registry;
+mod report;
+mod tags;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use cli::{Command, Plan};
+use error::{Error, Result};
+use layout::Layout;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oci-push: error: {e}");
+            ExitCode::from(e.kind().exit_code())
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    match cli::parse(std::env::args_os().skip(1))? {
+        Command::Help => print(cli::HELP.trim_end()),
+        Command::Version => print(&format!("oci-push {}", env!("CARGO_PKG_VERSION"))),
+        Command::Verify(plan) => verify(plan),
+        Command::Push(plan) => push(plan),
+    }
+}
+
+fn verify(plan: Plan) -> Result<()> {
+    let layout = Layout::open(&plan.layout)?;
+    layout.verify_blobs()?;
+    let digest = &layout.top().digest;
+    eprintln!(
+        "verified {} blob(s) and {} manifest(s) in {}",
+        layout.blobs.len(),
+        layout.manifests.len(),
+        plan.layout.display()
+    );
+    let line = match &plan.repository {
+        Some(repository) => format!("{repository}@{digest}"),
+        None => digest.clone(),
+    };
+    finish(&plan, &line)
+}
+
+fn push(plan: Plan) -> Result<()> {
+    let Some(repository) = &plan.repository else {
+        return Err(Error::usage(
+            "--repository REPO is required; see oci-push --help",
+        ));
+    };
+    let layout = Layout::open(&plan.layout)?;
+    if plan.connection.insecure {
+        eprintln!("warning: --insecure: the registry's TLS certificate is not verified");
+    }
+    let client = registry::Client::new(repository, &plan.connection);
+    let observer = report::Lines {
+        repository: repository.to_string(),
+    };
+    let digest = push::push(&client, repository, &layout, &plan.tags, &observer)?;
+    finish(&plan, &format!("{repository}@{digest}"))
+}
+
+/// Prints the result line last on stdout, and writes it to the digest file when asked.
+fn finish(plan: &Plan, line: &str) -> Result<()> {
+    if let Some(path) = &plan.digest_file {
+        std::fs::write(path, format!("{line}\n")).map_err(|e| {
+            Error::usage(format!("cannot write digest file {}: {e}", path.display()))
+        })?;
+    }
+    print(line)
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        // A closed pipe (`oci-push ... | head -0`) is the reader's choice, not our failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::usage(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
