@@ -1,0 +1,261 @@
+//! Bad input: each case has its exit code and message, and leaves nothing in the registry.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+/// Pushes `layout` with the tag `latest` to a fresh registry and checks that it failed with
+/// `code` and an error line containing `message`, and that the registry received no manifest
+/// and no tag.
+fn refused(layout: &Path, code: i32, message: &str) -> Run {
+    refused_with(layout, &["-t", "latest"], code, message)
+}
+
+fn refused_with(layout: &Path, extra: &[&str], code: i32, message: &str) -> Run {
+    let registry = Registry::start();
+    let repo = registry.repo("app");
+    let mut args = vec!["--layout", layout.to_str().unwrap(), "-r", repo.as_str()];
+    args.extend_from_slice(extra);
+    let run = oci_push(&args);
+    assert_eq!(run.code, code, "exit code; stderr:\n{}", run.stderr);
+    assert!(
+        run.error().contains(message),
+        "expected '{message}' in:\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr
+            .lines()
+            .filter(|l| l.starts_with("oci-push: error:"))
+            .count(),
+        1
+    );
+    assert!(run.stdout.is_empty(), "stdout: {}", run.stdout);
+    assert!(registry.tags("app").is_empty(), "a tag was written");
+    assert!(
+        !run.stderr.contains("manifest pushed"),
+        "a manifest was written:\n{}",
+        run.stderr
+    );
+    run
+}
+
+fn good_image() -> (Image, tempfile::TempDir) {
+    let image = Image::sized(Types::Oci, 3, 2, 2048);
+    let layout = image_layout(&image);
+    (image, layout)
+}
+
+#[test]
+fn repository_with_tag_or_digest() {
+    let (_, layout) = good_image();
+    let run = oci_push([
+        "--layout",
+        layout.path().to_str().unwrap(),
+        "-r",
+        "localhost:5000/app:v1",
+    ]);
+    assert_eq!(run.code, 4);
+    assert_eq!(
+        run.error(),
+        "invalid repository 'localhost:5000/app:v1': it has a tag; pass tags with --tag or the tags file, not in the repository"
+    );
+    let run = oci_push([
+        "--layout",
+        layout.path().to_str().unwrap(),
+        "-r",
+        "localhost:5000/app@sha256:abc",
+    ]);
+    assert_eq!(run.code, 4);
+    assert!(run.error().contains("it has a digest"), "{}", run.stderr);
+    let run = oci_push([
+        "--layout",
+        layout.path().to_str().unwrap(),
+        "-r",
+        "localhost:5000/App",
+    ]);
+    assert_eq!(run.code, 4);
+    assert!(run.error().contains("lower case"), "{}", run.stderr);
+}
+
+#[test]
+fn invalid_tag_in_the_tags_file() {
+    let (_, layout) = good_image();
+    let work = tempfile::TempDir::new().unwrap();
+    let tags = write_file(work.path(), "tags", b"good\nbad:tag\n");
+    let run = refused_with(
+        layout.path(),
+        &["--tags-file", tags.to_str().unwrap()],
+        4,
+        "",
+    );
+    assert_eq!(
+        run.error(),
+        format!(
+            "{}:2: invalid tag 'bad:tag': it has the character ':'; tags use only A-Z a-z 0-9 _ . -",
+            tags.display()
+        )
+    );
+    let long = "a".repeat(129);
+    let run = refused_with(layout.path(), &["-t", "ok", "-t", &long], 4, "");
+    assert_eq!(
+        run.error(),
+        format!("invalid tag '{long}': it is 129 characters long; tags have at most 128")
+    );
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    let run = oci_push(["--layout", "x"]);
+    assert_eq!(run.code, 1);
+    assert!(run.error().contains("--repository REPO is required"));
+    let run = oci_push(["--nope"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.error(), "invalid option '--nope'; see oci-push --help");
+}
+
+#[test]
+fn missing_oci_layout_and_index() {
+    let (_, layout) = good_image();
+    std::fs::remove_file(layout.path().join("oci-layout")).unwrap();
+    refused(layout.path(), 4, "is not an OCI image layout");
+
+    let (_, layout) = good_image();
+    std::fs::remove_file(layout.path().join("index.json")).unwrap();
+    refused(layout.path(), 4, "cannot read");
+
+    let (_, layout) = good_image();
+    std::fs::write(
+        layout.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"2.0.0"}"#,
+    )
+    .unwrap();
+    refused(
+        layout.path(),
+        4,
+        "has imageLayoutVersion 2.0.0; oci-push reads version 1.0.0",
+    );
+
+    refused(Path::new("/nonexistent/layout"), 4, "no such directory");
+}
+
+#[test]
+fn index_json_with_zero_or_two_manifests() {
+    let a = Image::sized(Types::Oci, 4, 1, 100);
+    let b = Image::sized(Types::Oci, 5, 1, 100);
+    let mut blobs = a.blobs();
+    blobs.extend(b.blobs());
+    blobs.extend([&a.manifest, &b.manifest]);
+    let none = write_layout(&[], &blobs);
+    refused(none.path(), 4, "lists no manifest");
+    let two = write_layout(&[&a.manifest, &b.manifest], &blobs);
+    let run = refused(two.path(), 4, "lists 2 manifests");
+    assert!(run.error().contains(&a.manifest.digest) && run.error().contains(&b.manifest.digest));
+}
+
+#[test]
+fn missing_blob() {
+    let (image, layout) = good_image();
+    let path = blob_path(layout.path(), &image.layers[0]);
+    std::fs::remove_file(&path).unwrap();
+    let run = refused(layout.path(), 4, "is missing");
+    assert_eq!(
+        run.error(),
+        format!(
+            "blob {} is missing: expected {}; the layout is incomplete, rebuild the image",
+            image.layers[0].digest,
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn blob_of_the_wrong_size() {
+    let (image, layout) = good_image();
+    let path = blob_path(layout.path(), &image.layers[1]);
+    std::fs::write(&path, b"short").unwrap();
+    refused(
+        layout.path(),
+        4,
+        &format!(
+            "blob {} has the wrong size: {} is 5 bytes, its descriptor says 2048",
+            image.layers[1].digest,
+            path.display()
+        ),
+    );
+}
+
+#[test]
+fn corrupt_blob_is_refused_and_nothing_is_tagged() {
+    let (image, layout) = good_image();
+    let layer = &image.layers[1];
+    let path = blob_path(layout.path(), layer);
+    let mut bytes = layer.bytes.clone();
+    bytes[0] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let run = refused(layout.path(), 4, "");
+    assert_eq!(
+        run.error(),
+        format!(
+            "blob {} is corrupt: the bytes of {} do not hash to its digest (the registry refused them); rebuild the image",
+            layer.digest,
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn corrupt_manifest_is_found_before_any_request() {
+    let (image, layout) = good_image();
+    let path = blob_path(layout.path(), &image.manifest);
+    let mut bytes = image.manifest.bytes.clone();
+    let last = bytes.len() - 2;
+    bytes[last] = b' ';
+    std::fs::write(&path, bytes).unwrap();
+    refused(
+        layout.path(),
+        4,
+        &format!(
+            "blob {} is corrupt: {} hashes to",
+            image.manifest.digest,
+            path.display()
+        ),
+    );
+}
+
+#[test]
+fn malformed_manifest_json() {
+    let garbage = Blob::new(
+        OCI_MANIFEST,
+        b"{\"schemaVersion\": 2, \"layers\": 7}".to_vec(),
+    );
+    let layout = write_layout(&[&garbage], &[&garbage]);
+    refused(layout.path(), 4, &format!("manifest {} (", garbage.digest));
+}
+
+#[test]
+fn unreachable_registry_exits_3() {
+    let (_, layout) = good_image();
+    let port = free_port();
+    let run = oci_push([
+        "--layout",
+        layout.path().to_str().unwrap(),
+        "-r",
+        &format!("127.0.0.1:{port}/app"),
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.error().starts_with(&format!(
+            "checking registry 127.0.0.1:{port}: GET http://127.0.0.1:{port}/v2/ failed:"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.error()
+            .ends_with("(is the registry running and reachable?)"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,355 @@
+//! Pushes to a real distribution registry, read back with curl.
+
+mod common;
+
+use common::*;
+
+fn layout_arg(dir: &tempfile::TempDir) -> String {
+    dir.path().display().to_string()
+}
+
+#[test]
+fn image_is_pushed_by_digest_then_tagged_in_order() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 1, 3, 300 * 1024);
+    let layout = image_layout(&image);
+    let work = tempfile::TempDir::new().unwrap();
+    let tags = write_file(work.path(), "tags.txt", b"v1\r\n\n  latest  \nv1\n");
+    let digest_file = work.path().join("digest");
+    let repo = registry.repo("team/app");
+
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &repo,
+        "--tags-file",
+        tags.to_str().unwrap(),
+        "--digest-file",
+        digest_file.to_str().unwrap(),
+    ])
+    .ok();
+
+    let expected = format!("{repo}@{}", image.manifest.digest);
+    assert_eq!(run.last_line(), expected);
+    assert_eq!(
+        std::fs::read_to_string(&digest_file).unwrap(),
+        format!("{expected}\n")
+    );
+    registry.assert_manifest("team/app", &image.manifest.digest, &image.manifest);
+    registry.assert_manifest("team/app", "v1", &image.manifest);
+    registry.assert_manifest("team/app", "latest", &image.manifest);
+    assert_eq!(registry.tags("team/app"), ["latest", "v1"]);
+    for blob in image.blobs() {
+        registry.assert_blob("team/app", blob);
+    }
+    // Tags are applied in file order, each once, after every blob and manifest.
+    let steps: Vec<&str> = run.stderr.lines().map(str::trim).collect();
+    let manifest_at = steps
+        .iter()
+        .position(|l| l.starts_with("manifest pushed"))
+        .unwrap();
+    let v1_at = steps
+        .iter()
+        .position(|l| *l == "tag      applied  v1")
+        .unwrap();
+    let latest_at = steps
+        .iter()
+        .position(|l| *l == "tag      applied  latest")
+        .unwrap();
+    assert!(manifest_at < v1_at && v1_at < latest_at, "{}", run.stderr);
+    assert_eq!(run.stderr.matches("applied  v1").count(), 1);
+    assert_eq!(run.stderr.matches("blob     uploaded").count(), 4);
+}
+
+#[test]
+fn second_push_uploads_nothing() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 2, 2, 10 * 1024);
+    let layout = image_layout(&image);
+    let repo = registry.repo("app");
+    oci_push(["--layout", &layout_arg(&layout), "-r", &repo, "-t", "one"]).ok();
+    let again = oci_push(["--layout", &layout_arg(&layout), "-r", &repo, "-t", "two"]).ok();
+    assert_eq!(
+        again.stderr.matches("blob     exists").count(),
+        3,
+        "{}",
+        again.stderr
+    );
+    assert_eq!(again.stderr.matches("blob     uploaded").count(), 0);
+    assert_eq!(registry.tags("app"), ["one", "two"]);
+    registry.assert_manifest("app", "two", &image.manifest);
+}
+
+#[test]
+fn multi_platform_index_pushes_children_first_and_shared_layers_once() {
+    let registry = Registry::start();
+    let shared = pseudo_random(77, 64 * 1024);
+    let amd64 = Image::new(
+        Types::Oci,
+        ("linux", "amd64"),
+        vec![shared.clone(), pseudo_random(1, 1000)],
+    );
+    let arm64 = Image::new(
+        Types::Oci,
+        ("linux", "arm64"),
+        vec![shared.clone(), pseudo_random(2, 1000)],
+    );
+    let s390x = Image::new(
+        Types::Oci,
+        ("linux", "s390x"),
+        vec![shared, pseudo_random(3, 1000)],
+    );
+    let index = Index::new(
+        Types::Oci,
+        vec![
+            (amd64, ("linux", "amd64")),
+            (arm64, ("linux", "arm64")),
+            (s390x, ("linux", "s390x")),
+        ],
+    );
+    let layout = index_layout(&index);
+    let repo = registry.repo("multi/arch");
+
+    let run = oci_push(["--layout", &layout_arg(&layout), "-r", &repo, "-t", "v2"]).ok();
+
+    assert_eq!(run.last_line(), format!("{repo}@{}", index.manifest.digest));
+    registry.assert_manifest("multi/arch", "v2", &index.manifest);
+    registry.assert_manifest("multi/arch", &index.manifest.digest, &index.manifest);
+    for image in &index.images {
+        registry.assert_manifest("multi/arch", &image.manifest.digest, &image.manifest);
+        for blob in image.blobs() {
+            registry.assert_blob("multi/arch", blob);
+        }
+    }
+    let shared_digest = &index.images[0].layers[0].digest;
+    assert_eq!(
+        run.stderr.matches(shared_digest.as_str()).count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    // 3 configs + 3 own layers + 1 shared layer.
+    assert_eq!(run.stderr.matches("blob     uploaded").count(), 7);
+    let manifest_lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("manifest pushed"))
+        .collect();
+    assert_eq!(manifest_lines.len(), 4);
+    assert!(
+        manifest_lines[3].contains(&index.manifest.digest),
+        "index last: {manifest_lines:?}"
+    );
+}
+
+#[test]
+fn docker_schema2_types_are_kept() {
+    let registry = Registry::start();
+    let a = Image::new(
+        Types::Docker,
+        ("linux", "amd64"),
+        vec![pseudo_random(5, 2000)],
+    );
+    let b = Image::new(
+        Types::Docker,
+        ("linux", "arm64"),
+        vec![pseudo_random(6, 2000)],
+    );
+    let list = Index::new(
+        Types::Docker,
+        vec![(a, ("linux", "amd64")), (b, ("linux", "arm64"))],
+    );
+    let layout = index_layout(&list);
+    oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &registry.repo("docker/list"),
+        "-t",
+        "latest",
+    ])
+    .ok();
+    // assert_manifest checks the Content-Type the registry serves: the Docker types, unchanged.
+    registry.assert_manifest("docker/list", "latest", &list.manifest);
+    for image in &list.images {
+        registry.assert_manifest("docker/list", &image.manifest.digest, &image.manifest);
+    }
+}
+
+#[test]
+fn no_tags_pushes_by_digest_only() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 8, 1, 100);
+    let layout = image_layout(&image);
+    let work = tempfile::TempDir::new().unwrap();
+    let empty = write_file(work.path(), "tags", b"\n\n");
+    let repo = registry.repo("untagged");
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &repo,
+        "--tags-file",
+        empty.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(run.last_line(), format!("{repo}@{}", image.manifest.digest));
+    registry.assert_manifest("untagged", &image.manifest.digest, &image.manifest);
+    assert!(registry.tags("untagged").is_empty());
+}
+
+#[test]
+fn many_tags_and_tag_flags_override_the_file() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 9, 1, 100);
+    let layout = image_layout(&image);
+    let work = tempfile::TempDir::new().unwrap();
+    let many: Vec<String> = (0..40).map(|i| format!("t{i:02}")).collect();
+    let file = write_file(work.path(), "tags", many.join("\n").as_bytes());
+    oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &registry.repo("many"),
+        "--tags-file",
+        file.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(registry.tags("many"), many);
+
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &registry.repo("override"),
+        "--tags-file",
+        file.to_str().unwrap(),
+        "--tag",
+        "only",
+        "-t",
+        "this",
+    ])
+    .ok();
+    assert_eq!(registry.tags("override"), ["only", "this"]);
+    assert!(!run.stderr.contains("t00"));
+}
+
+#[test]
+fn blobs_reached_through_symlinks_are_pushed() {
+    // Bazel tree artifacts are often symlinks into the output tree.
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 10, 2, 1000);
+    let real = image_layout(&image);
+    let linked = tempfile::TempDir::new().unwrap();
+    let layout = linked.path().join("layout");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    for name in ["oci-layout", "index.json"] {
+        std::os::unix::fs::symlink(real.path().join(name), layout.join(name)).unwrap();
+    }
+    for blob in image.blobs().into_iter().chain([&image.manifest]) {
+        std::os::unix::fs::symlink(blob_path(real.path(), blob), blob_path(&layout, blob)).unwrap();
+    }
+    oci_push([
+        "--layout",
+        layout.to_str().unwrap(),
+        "-r",
+        &registry.repo("linked"),
+        "-t",
+        "x",
+    ])
+    .ok();
+    registry.assert_manifest("linked", "x", &image.manifest);
+    for blob in image.blobs() {
+        registry.assert_blob("linked", blob);
+    }
+}
+
+#[test]
+fn repository_file_and_last_repository_flag_win() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 11, 1, 100);
+    let layout = image_layout(&image);
+    let work = tempfile::TempDir::new().unwrap();
+    let file = write_file(
+        work.path(),
+        "repo",
+        format!("{}\n", registry.repo("from/file")).as_bytes(),
+    );
+    oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        "ignored.example/x",
+        "--repository-file",
+        file.to_str().unwrap(),
+        "-t",
+        "a",
+    ])
+    .ok();
+    registry.assert_manifest("from/file", "a", &image.manifest);
+    oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "--repository-file",
+        file.to_str().unwrap(),
+        "-r",
+        &registry.repo("from/flag"),
+        "-t",
+        "b",
+    ])
+    .ok();
+    registry.assert_manifest("from/flag", "b", &image.manifest);
+}
+
+#[test]
+fn verify_checks_every_blob_offline() {
+    let image = Image::sized(Types::Oci, 12, 2, 5000);
+    let layout = image_layout(&image);
+    let work = tempfile::TempDir::new().unwrap();
+    let out = work.path().join("digest");
+    let run = oci_push([
+        "--verify",
+        "--layout",
+        &layout_arg(&layout),
+        "--digest-file",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(run.last_line(), image.manifest.digest);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!("{}\n", image.manifest.digest)
+    );
+    let run = oci_push([
+        "--verify",
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        "ghcr.io/org/app",
+    ])
+    .ok();
+    assert_eq!(
+        run.last_line(),
+        format!("ghcr.io/org/app@{}", image.manifest.digest)
+    );
+
+    // Same size, different bytes: only hashing finds it.
+    let layer = &image.layers[1];
+    let path = blob_path(layout.path(), layer);
+    let mut bytes = layer.bytes.clone();
+    bytes[100] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let run = oci_push(["--verify", "--layout", &layout_arg(&layout)]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.error().starts_with(&format!(
+            "blob {} is corrupt: {} hashes to sha256:",
+            layer.digest,
+            path.display()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+}
