@@ -179,10 +179,12 @@ fn check_path_component(component: &str) -> std::result::Result<(), String> {
             b'_' if bytes.get(i + 1) == Some(&b'_') => 2,
             b'_' => 1,
             b'-' => bytes[i..].iter().take_while(|&&c| c == b'-').count(),
-            _ => return Err(format!(
-                "'{component}' has the character '{}'; use a-z, 0-9 and the separators . _ __ -",
-                char::from(b).escape_default()
-            )),
+            other => {
+                let shown = char::from(other).escape_default();
+                return Err(format!(
+                    "'{component}' has the character '{shown}'; use a-z, 0-9 and . _ __ -"
+                ));
+            }
         };
         let next = bytes.get(i + sep_len).copied();
         if !after_alnum || !next.is_some_and(is_alnum) {
