@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on a Debian 12 machine, idempotently:
+# the CNCF distribution registry (the tests' real registry), curl (the tests' independent
+# client), python3 (layout generator for the benchmark), and Bazel 7 (tools/install-bazel.sh).
+# Run as root. SKIP_BAZEL=1 leaves Bazel out (for cargo-only work).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v curl >/dev/null || need+=(curl ca-certificates)
+command -v python3 >/dev/null || need+=(python3)
+command -v git >/dev/null || need+=(git)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+# Debian's package may start a registry on :5000 where an init system runs; the tests start
+# their own on free ports, so a system one is only in the way.
+if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry || true
+fi
+
+if [ "${SKIP_BAZEL:-0}" != 1 ]; then
+  bash tools/install-bazel.sh
+fi
+echo "setup: done"
