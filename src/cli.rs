@@ -7,6 +7,7 @@ run-script can pass the rule's values first and the user's `"$@"` after them.
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::auth;
 use crate::error::{Error, Result};
 use crate::reference::Repository;
 use crate::registry::Connection;
@@ -35,9 +36,25 @@ OPTIONS:
     -t, --tag TAG            A tag to apply; repeatable. Tags given with --tag replace
                              those of --tags-file.
     --digest-file FILE       Also write the final REPO@DIGEST line to FILE.
-    --plain-http             Use plain HTTP, not HTTPS. Registries on localhost, 127.0.0.0/8
-                             and [::1] use plain HTTP without this flag.
+
+AUTHENTICATION (first found wins; see docs/auth.md):
+    --username USER          Log in as USER, with the password read from stdin
+                             (--password-stdin) or from OCI_PUSH_PASSWORD.
+    --password-stdin         Read the password from stdin (never pass it as an argument).
+    --credential-helper PATH A Bazel credential helper (the JSON protocol Bazel uses).
+    Then OCI_PUSH_USERNAME/OCI_PUSH_PASSWORD, Docker's config.json (auths, credHelpers,
+    credsStore), Podman's auth.json ($REGISTRY_AUTH_FILE), else anonymous.
+
+CONNECTION:
+    --ca-file FILE           Also trust the CA certificates in FILE (PEM). The system's
+                             store (and SSL_CERT_FILE, SSL_CERT_DIR) is always trusted.
     --insecure               Use HTTPS but do not verify the registry's certificate.
+    --plain-http             Use plain HTTP. Registries on localhost, 127.0.0.0/8 and [::1]
+                             get HTTPS when they speak it and plain HTTP otherwise.
+    --verbose                Log every HTTP request on stderr (secrets are never shown).
+    HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are honoured.
+
+OTHER:
     --verify                 Check the layout offline instead of pushing: every blob and
                              manifest hashed against its digest, every tag checked. Prints
                              the image digest (REPO@DIGEST when a repository is given).
@@ -70,6 +87,9 @@ struct Args {
     tags: Vec<String>,
     digest_file: Option<PathBuf>,
     connection: Connection,
+    username: Option<String>,
+    password_stdin: bool,
+    credential_helper: Option<PathBuf>,
     verify: bool,
 }
 
@@ -91,6 +111,7 @@ pub struct Plan {
     pub tags: Vec<String>,
     pub digest_file: Option<PathBuf>,
     pub connection: Connection,
+    pub auth: auth::Options,
 }
 
 pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
@@ -120,6 +141,17 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Long("digest-file") => args.digest_file = Some(parser.value().map_err(usage)?.into()),
             Long("plain-http") => args.connection.plain_http = true,
             Long("insecure") => args.connection.insecure = true,
+            Long("ca-file") => {
+                args.connection.ca_file = Some(parser.value().map_err(usage)?.into())
+            }
+            Long("verbose") => args.connection.verbose = true,
+            Long("username") => {
+                args.username = Some(string(parser.value().map_err(usage)?, "--username")?);
+            }
+            Long("password-stdin") => args.password_stdin = true,
+            Long("credential-helper") => {
+                args.credential_helper = Some(parser.value().map_err(usage)?.into());
+            }
             Long("verify") => args.verify = true,
             _ => return Err(usage(arg.unexpected())),
         }
@@ -163,14 +195,48 @@ impl Args {
         } else {
             Vec::new()
         };
+        let flags = match (self.username, self.password_stdin) {
+            (Some(username), true) => Some((username, read_password_stdin()?)),
+            (Some(username), false) => match std::env::var("OCI_PUSH_PASSWORD") {
+                Ok(password) => Some((username, password)),
+                Err(_) => {
+                    return Err(Error::usage(
+                        "--username needs a password: pipe it in with --password-stdin, or set OCI_PUSH_PASSWORD",
+                    ))
+                }
+            },
+            (None, true) => {
+                return Err(Error::usage(
+                    "--password-stdin needs --username USER",
+                ))
+            }
+            (None, false) => None,
+        };
         Ok(Plan {
             layout,
             repository,
             tags: tags::dedup(tags),
             digest_file: self.digest_file,
             connection: self.connection,
+            auth: auth::Options {
+                flags,
+                credential_helper: self.credential_helper,
+            },
         })
     }
+}
+
+/// The password piped in, without the line end `echo` or a heredoc adds.
+fn read_password_stdin() -> Result<String> {
+    let mut password = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
+        .map_err(|e| Error::usage(format!("--password-stdin: cannot read stdin: {e}")))?;
+    let trimmed = password.strip_suffix('\n').unwrap_or(&password);
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    if trimmed.is_empty() {
+        return Err(Error::usage("--password-stdin: stdin held no password"));
+    }
+    Ok(trimmed.to_string())
 }
 
 fn read_repository_file(path: &std::path::Path) -> Result<Repository> {

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod cli;
 mod error;
 mod layout;
@@ -66,7 +67,10 @@ fn push(plan: Plan) -> Result<()> {
     if plan.connection.insecure {
         eprintln!("warning: --insecure: the registry's TLS certificate is not verified");
     }
-    let client = registry::Client::new(repository, &plan.connection);
+    let credential = auth::find(repository, &plan.auth)?;
+    // Every scope the run needs, asked for before the first request: one token serves all.
+    let scopes = [format!("repository:{}:pull,push", repository.path())];
+    let client = registry::Client::connect(repository, &plan.connection, credential, &scopes)?;
     let observer = report::Lines {
         repository: repository.to_string(),
     };

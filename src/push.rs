@@ -14,7 +14,7 @@ use ureq::http::{Method, StatusCode};
 use crate::error::{Error, Kind, Result};
 use crate::layout::{Blob, Layout, Manifest};
 use crate::reference::Repository;
-use crate::registry::{expect, Client, Payload, Refusal};
+use crate::registry::{Client, Payload, Refusal};
 
 /// What happened to a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +54,6 @@ pub fn push(
         manifests: layout.manifests.len(),
         bytes: layout.blobs.iter().map(|b| b.size).sum(),
     });
-    steps.ping()?;
     for blob in &layout.blobs {
         let outcome = if steps.blob_exists(blob)? {
             BlobOutcome::Exists
@@ -103,23 +102,6 @@ impl Steps<'_> {
             .url(&format!("/v2/{}/{rest}", self.repository.path()))
     }
 
-    /// `GET /v2/`: is this a registry, and may we talk to it.
-    fn ping(&self) -> Result<()> {
-        let url = self.client.url("/v2/");
-        let what = format!("checking registry {}", self.repository.registry());
-        let response = self
-            .client
-            .send(Method::GET, &url, &[], Payload::Empty, &what)?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Err(Error::new(
-                Kind::Rejected,
-                format!("{what}: GET {url} answered 404 Not Found; this is not an OCI registry (no /v2/ API)"),
-            ));
-        }
-        expect(response, &[StatusCode::OK], &Method::GET, &url, &what)?;
-        Ok(())
-    }
-
     fn blob_exists(&self, blob: &Blob) -> Result<bool> {
         let url = self.url(&format!("blobs/{}", blob.digest));
         let what = format!("checking blob {}", blob.digest);
@@ -129,7 +111,10 @@ impl Steps<'_> {
         match response.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            _ => expect(response, &[], &Method::HEAD, &url, &what).map(|_| false),
+            _ => self
+                .client
+                .expect(response, &[], &Method::HEAD, &url, &what)
+                .map(|_| false),
         }
     }
 
@@ -140,7 +125,7 @@ impl Steps<'_> {
         let response = self
             .client
             .send(Method::POST, &start_url, &[], Payload::Empty, &what)?;
-        let response = expect(
+        let response = self.client.expect(
             response,
             &[StatusCode::ACCEPTED],
             &Method::POST,
@@ -185,7 +170,9 @@ impl Steps<'_> {
                 blob.path.display()
             )));
         }
-        Err(refusal.into_error(&Method::PUT, &put_url).context(what))
+        Err(self
+            .client
+            .refusal_error(refusal, &Method::PUT, &put_url, &what))
     }
 
     /// `PUT` a manifest under `reference`: its digest, or a tag.
@@ -204,7 +191,9 @@ impl Steps<'_> {
             Payload::Bytes(&manifest.bytes),
             &what,
         )?;
-        let response = expect(response, &[StatusCode::CREATED], &Method::PUT, &url, &what)?;
+        let response =
+            self.client
+                .expect(response, &[StatusCode::CREATED], &Method::PUT, &url, &what)?;
         // A registry that stored other bytes than ours would make every signature wrong.
         if let Some(stored) = response
             .headers()

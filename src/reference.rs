@@ -11,6 +11,10 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
+const DOCKER_HUB: &str = "docker.io";
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
+const DOCKER_HUB_NAMES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+
 /// A validated repository: where to push, without tag or digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Repository {
@@ -69,10 +73,46 @@ impl Repository {
         for component in path.split('/') {
             check_path_component(component).map_err(|why| bad(&why))?;
         }
+        // Docker Hub has several names and puts official images under `library/`.
+        if DOCKER_HUB_NAMES.contains(&registry) {
+            let path = match path.contains('/') {
+                true => path.to_string(),
+                false => format!("library/{path}"),
+            };
+            return Ok(Repository {
+                registry: DOCKER_HUB.to_string(),
+                path,
+            });
+        }
         Ok(Repository {
             registry: registry.to_string(),
             path: path.to_string(),
         })
+    }
+
+    /// The host (and port) that serves the registry API.
+    pub fn api_host(&self) -> &str {
+        match self.registry.as_str() {
+            DOCKER_HUB => DOCKER_HUB_API,
+            other => other,
+        }
+    }
+
+    /// The keys a Docker or Podman config may file this registry's credentials under,
+    /// normalized (no scheme, no `/v1/`).
+    pub fn config_keys(&self) -> Vec<&str> {
+        match self.registry.as_str() {
+            DOCKER_HUB => DOCKER_HUB_NAMES.to_vec(),
+            other => vec![other],
+        }
+    }
+
+    /// The server name docker hands its credential helpers for this registry.
+    pub fn config_server(&self) -> &str {
+        match self.registry.as_str() {
+            DOCKER_HUB => "https://index.docker.io/v1/",
+            other => other,
+        }
     }
 
     pub fn registry(&self) -> &str {
@@ -215,6 +255,30 @@ mod tests {
             let repo = Repository::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
             assert_eq!(repo.to_string(), ok);
         }
+    }
+
+    #[test]
+    fn docker_hub_names_are_normalized() {
+        for name in [
+            "docker.io/app",
+            "index.docker.io/app",
+            "registry-1.docker.io/library/app",
+        ] {
+            let repo = Repository::parse(name).unwrap();
+            assert_eq!(repo.to_string(), "docker.io/library/app");
+            assert_eq!(repo.api_host(), "registry-1.docker.io");
+            assert_eq!(repo.config_server(), "https://index.docker.io/v1/");
+        }
+        let repo = Repository::parse("docker.io/org/app").unwrap();
+        assert_eq!(repo.path(), "org/app");
+        assert_eq!(
+            repo.config_keys(),
+            ["docker.io", "index.docker.io", "registry-1.docker.io"]
+        );
+        assert_eq!(
+            Repository::parse("ghcr.io/a").unwrap().config_keys(),
+            ["ghcr.io"]
+        );
     }
 
     #[test]

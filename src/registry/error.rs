@@ -41,25 +41,23 @@ impl Refusal {
         self.codes.iter().any(|c| c == code)
     }
 
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
+    }
+
     /// The error to report: `Auth` for 401/403, `Rejected` for any other status.
     pub fn into_error(self, method: &Method, url: &str) -> Error {
-        let (kind, hint) = match self.status {
-            StatusCode::UNAUTHORIZED => (
-                Kind::Auth,
-                "; the registry wants credentials that allow pushing",
-            ),
-            StatusCode::FORBIDDEN => (
-                Kind::Auth,
-                "; the credentials are not allowed to push to this repository",
-            ),
-            _ => (Kind::Rejected, ""),
+        let kind = if self.is_auth() {
+            Kind::Auth
+        } else {
+            Kind::Rejected
         };
         Error::new(
             kind,
-            format!(
-                "{method} {url} answered {}{}{hint}",
-                self.status, self.detail
-            ),
+            format!("{method} {url} answered {}{}", self.status, self.detail),
         )
     }
 }

@@ -1,21 +1,31 @@
 /*!
 The one HTTP client every request to a registry goes through.
 
-It owns the connection pool (one `ureq::Agent` per process), picks the scheme (plain HTTP for
-loopback registries, as docker and crane do; HTTPS with certificate verification elsewhere), and
-turns every failure into an [`Error`] of the right kind: connection problems are `Network` or
-`Timeout`, error statuses are `Auth` or `Rejected` with the registry's own error code and message.
-Authentication and retries belong here too, so the protocol code in `push` never sees them.
+It owns the connection pool (one `ureq::Agent` per process), picks the scheme, authorizes each
+request (see [`auth`]), and turns every failure into an [`Error`] of the right kind: connection
+problems are `Network` or `Timeout`, error statuses are `Auth` or `Rejected` with the registry's
+own error code and message. The protocol code in `push` never sees schemes, credentials or
+tokens.
+
+The scheme: HTTPS with certificate verification. For registries on loopback (`localhost`,
+`127.0.0.0/8`, `[::1]`) HTTPS is tried first and plain HTTP used when the registry does not
+speak TLS, as crane does; `--plain-http` goes straight to HTTP.
 */
 
+mod auth;
+mod challenge;
 mod error;
+mod tls;
 
 use std::fs::File;
-use std::time::Duration;
+use std::io::{Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use ureq::http::{Method, Request, Response, StatusCode};
 use ureq::Agent;
 
+use crate::auth::{Credential, Secret};
 use crate::error::{Error, Kind, Result};
 use crate::reference::Repository;
 
@@ -28,9 +38,14 @@ pub struct Connection {
     pub plain_http: bool,
     /// Accept any TLS certificate.
     pub insecure: bool,
+    /// A PEM file of extra trusted CA certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Log every request on stderr.
+    pub verbose: bool,
 }
 
 /// What a request carries.
+#[derive(Clone, Copy)]
 pub enum Payload<'a> {
     Empty,
     Bytes(&'a [u8]),
@@ -42,18 +57,22 @@ pub struct Client {
     agent: Agent,
     /// `http://host:port` or `https://host:port`, no trailing slash.
     base: String,
+    /// The registry's name for messages (`host:port`).
+    registry: String,
+    auth: auth::Auth,
+    verbose: bool,
 }
 
 impl Client {
-    pub fn new(repository: &Repository, connection: &Connection) -> Client {
-        let scheme = if connection.plain_http || repository.is_loopback() {
-            "http"
-        } else {
-            "https"
-        };
-        let tls = ureq::tls::TlsConfig::builder()
-            .disable_verification(connection.insecure)
-            .build();
+    /// Builds the client and pings the registry (`GET /v2/`) to learn its scheme and how it
+    /// wants to be authenticated. `scopes` are the token scopes the whole run needs.
+    pub fn connect(
+        repository: &Repository,
+        connection: &Connection,
+        credential: Credential,
+        scopes: &[String],
+    ) -> Result<Client> {
+        let tls = tls::config(connection.ca_file.as_deref(), connection.insecure)?;
         let agent: Agent = Agent::config_builder()
             // Error statuses are answers to read (the registry's error body), not failures.
             .http_status_as_error(false)
@@ -65,9 +84,59 @@ impl Client {
             .output_buffer_size(1 << 20)
             .build()
             .into();
-        Client {
+        let host = repository.api_host();
+        let schemes: &[&str] = if connection.plain_http {
+            &["http"]
+        } else if repository.is_loopback() {
+            &["https", "http"]
+        } else {
+            &["https"]
+        };
+        let mut client = Client {
             agent,
-            base: format!("{scheme}://{}", repository.registry()),
+            base: String::new(),
+            registry: repository.registry().to_string(),
+            auth: auth::Auth::new(credential, scopes),
+            verbose: connection.verbose,
+        };
+        let what = format!("checking registry {}", repository.registry());
+        let mut last_error = None;
+        for scheme in schemes {
+            client.base = format!("{scheme}://{host}");
+            let url = client.url("/v2/");
+            // The ping goes without credentials (but for a Bazel helper's headers): its
+            // answer says which scheme the registry wants.
+            let headers = match &client.auth.credential.secret {
+                Secret::Headers(headers) => headers.clone(),
+                _ => Vec::new(),
+            };
+            match client.raw(&Method::GET, &url, &headers, Payload::Empty, &what) {
+                Ok(response) => return client.check_ping(response, &url, &what),
+                // A loopback registry that speaks TLS but is not trusted must say so, not
+                // fall back to plain HTTP and report the TLS server's 400.
+                Err((e, certificate)) if certificate => return Err(e),
+                Err((e, _)) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::usage(format!("{what}: no scheme to try"))))
+    }
+
+    fn check_ping(self, response: Response<ureq::Body>, url: &str, what: &str) -> Result<Client> {
+        match response.status() {
+            StatusCode::OK => Ok(self),
+            StatusCode::UNAUTHORIZED => {
+                self.auth.set_challenge(&challenges(&response));
+                Ok(self)
+            }
+            StatusCode::NOT_FOUND => Err(Error::new(
+                Kind::Rejected,
+                format!("{what}: GET {url} answered 404 Not Found; this is not an OCI registry (no /v2/ API)"),
+            )),
+            _ => {
+                let mut response = response;
+                let refusal = Refusal::read(&mut response, &Method::GET);
+                Err(refusal.into_error(&Method::GET, url).context(what))
+            }
         }
     }
 
@@ -81,8 +150,9 @@ impl Client {
         }
     }
 
-    /// Sends one request. `what` names the step for error messages ("uploading blob sha256:…").
-    /// Returns the response whatever its status: callers check it with [`expect`].
+    /// Sends one request, authorized when it goes to the registry itself. `what` names the
+    /// step for error messages ("uploading blob sha256:…"). Returns the response whatever its
+    /// status: callers check it with [`Client::expect`].
     pub fn send(
         &self,
         method: Method,
@@ -91,47 +161,257 @@ impl Client {
         payload: Payload,
         what: &str,
     ) -> Result<Response<ureq::Body>> {
+        let to_registry = authority(url) == authority(&self.base);
+        let mut retried = false;
+        loop {
+            let mut all: Vec<(String, String)> = headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            if to_registry {
+                all.extend(self.auth_headers(what)?);
+            }
+            let response = self
+                .raw(&method, url, &all, payload, what)
+                .map_err(|(e, _)| e)?;
+            if response.status() == StatusCode::UNAUTHORIZED
+                && to_registry
+                && !retried
+                && self.auth.refused(&challenges(&response))
+            {
+                retried = true;
+                rewind(payload, what)?;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Checks that a response has one of the `ok` statuses; otherwise reads the registry's
+    /// error. A refusal of our credentials names where they came from and what to try.
+    pub fn expect(
+        &self,
+        mut response: Response<ureq::Body>,
+        ok: &[StatusCode],
+        method: &Method,
+        url: &str,
+        what: &str,
+    ) -> Result<Response<ureq::Body>> {
+        if ok.contains(&response.status()) {
+            return Ok(response);
+        }
+        let refusal = Refusal::read(&mut response, method);
+        Err(self.refusal_error(refusal, method, url, what))
+    }
+
+    /// The error for a registry's refusal of a request.
+    pub fn refusal_error(&self, refusal: Refusal, method: &Method, url: &str, what: &str) -> Error {
+        let is_auth = refusal.is_auth();
+        let error = refusal.into_error(method, url);
+        match is_auth {
+            true => self.refused_error(error).context(what),
+            false => error.context(what),
+        }
+    }
+
+    fn refused_error(&self, cause: Error) -> Error {
+        let registry = &self.registry;
+        let source = &self.auth.credential.source;
+        let message = if self.auth.credential.is_anonymous() {
+            format!(
+                "{registry} wants credentials to push (tried anonymous): {cause}; \
+                 log in with `docker login {registry}`, or pass --username with --password-stdin"
+            )
+        } else {
+            format!(
+                "{registry} refused the credentials from {source}: {cause}; check that they \
+                 are current and allowed to push here (see docs/auth.md)"
+            )
+        };
+        Error::new(Kind::Auth, message)
+    }
+
+    /// The authorization headers for a request to the registry, fetching a token first when
+    /// there is none or it expired.
+    fn auth_headers(&self, what: &str) -> Result<Vec<(String, String)>> {
+        for _ in 0..2 {
+            match self.auth.headers() {
+                Ok(headers) => return Ok(headers),
+                Err(request) => self.fetch_token(request, what)?,
+            }
+        }
+        Err(Error::new(
+            Kind::Auth,
+            format!("{what}: the token from {} expired at once", self.registry),
+        ))
+    }
+
+    /// Asks the token server for a token covering every scope (GET with Basic credentials,
+    /// or POST with an identity token).
+    fn fetch_token(&self, request: auth::TokenRequest, what: &str) -> Result<()> {
+        let realm = &request.realm;
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(service) = &request.service {
+            query.push(("service", service));
+        }
+        let response = match &self.auth.credential.secret {
+            Secret::IdentityToken { token, .. } => {
+                let scopes = request.scopes.join(" ");
+                query.extend([
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                    ("client_id", "oci-push"),
+                    ("scope", scopes.as_str()),
+                ]);
+                let form = form_encode(&query);
+                let headers = [(
+                    "content-type".to_string(),
+                    "application/x-www-form-urlencoded".to_string(),
+                )];
+                self.raw(
+                    &Method::POST,
+                    realm,
+                    &headers,
+                    Payload::Bytes(form.as_bytes()),
+                    what,
+                )
+            }
+            _ => {
+                for scope in &request.scopes {
+                    query.push(("scope", scope));
+                }
+                let separator = if realm.contains('?') { '&' } else { '?' };
+                let url = format!("{realm}{separator}{}", form_encode(&query));
+                let headers: Vec<_> = self.auth.basic_header().into_iter().collect();
+                self.raw(&Method::GET, &url, &headers, Payload::Empty, what)
+            }
+        }
+        .map_err(|(e, _)| e.context(format!("token server {realm}")))?;
+        let mut response = response;
+        if response.status() != StatusCode::OK {
+            let refusal = Refusal::read(&mut response, &Method::GET);
+            let cause = Error::new(
+                Kind::Auth,
+                format!("token server {realm} answered {}", refusal.status),
+            );
+            return Err(if refusal.is_auth() {
+                self.refused_error(cause).context(what)
+            } else {
+                Error::new(Kind::Rejected, cause.to_string()).context(what)
+            });
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| transport_error(e, &Method::GET, realm, what).0)?;
+        self.auth.set_token(&body, realm)
+    }
+
+    /// One request on the wire, logged with `--verbose`. A transport error comes with whether
+    /// it was a certificate problem (the peer speaks TLS but is not trusted).
+    fn raw(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(String, String)],
+        payload: Payload,
+        what: &str,
+    ) -> std::result::Result<Response<ureq::Body>, (Error, bool)> {
         let mut builder = Request::builder().method(method.clone()).uri(url);
         for (name, value) in headers {
-            builder = builder.header(*name, *value);
+            builder = builder.header(name.as_str(), value.as_str());
         }
-        let built = |body| {
-            builder.body(body).map_err(|e| {
-                Error::usage(format!("{what}: cannot build request {method} {url}: {e}"))
-            })
+        let started = Instant::now();
+        let bad_request = |e: ureq::http::Error| {
+            let message = format!("{what}: cannot build request {method} {}: {e}", redact(url));
+            (Error::usage(message), false)
         };
         let result = match payload {
-            Payload::Empty => self.agent.run(built(())?),
-            Payload::Bytes(bytes) => self.agent.run(built(())?.map(|()| bytes)),
+            Payload::Empty => self.agent.run(builder.body(()).map_err(bad_request)?),
+            Payload::Bytes(bytes) => self.agent.run(builder.body(bytes).map_err(bad_request)?),
             Payload::File(file, len) => {
-                let mut request = built(())?.map(|()| file);
-                request
-                    .headers_mut()
-                    .insert("content-length", ureq::http::HeaderValue::from(len));
-                self.agent.run(request)
+                let builder = builder.header("content-length", len);
+                self.agent.run(builder.body(file).map_err(bad_request)?)
             }
         };
-        result.map_err(|e| transport_error(e, &method, url, what))
+        if self.verbose {
+            let took = started.elapsed().as_millis();
+            match &result {
+                Ok(r) => eprintln!(
+                    "http: {method} {} -> {} ({took} ms)",
+                    redact(url),
+                    r.status()
+                ),
+                Err(e) => eprintln!("http: {method} {} -> {e} ({took} ms)", redact(url)),
+            }
+        }
+        result.map_err(|e| transport_error(e, method, url, what))
     }
 }
 
-/// Checks that a response has one of the `ok` statuses; otherwise reads the registry's error.
-pub fn expect(
-    mut response: Response<ureq::Body>,
-    ok: &[StatusCode],
-    method: &Method,
-    url: &str,
-    what: &str,
-) -> Result<Response<ureq::Body>> {
-    if ok.contains(&response.status()) {
-        return Ok(response);
-    }
-    Err(Refusal::read(&mut response, method)
-        .into_error(method, url)
-        .context(what))
+fn challenges(response: &Response<ureq::Body>) -> Vec<challenge::Challenge> {
+    response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(challenge::parse)
+        .collect()
 }
 
-fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> Error {
+/// Replays a request body: a file is read again from its start.
+fn rewind(payload: Payload, what: &str) -> Result<()> {
+    if let Payload::File(mut file, _) = payload {
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| Error::usage(format!("{what}: cannot rewind the file: {e}")))?;
+    }
+    Ok(())
+}
+
+/// `host:port` of an absolute URL, for deciding where credentials may go.
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?', '#']).next().unwrap_or(rest)
+}
+
+/// A URL as it may be shown: upload session URLs carry state in their query, so no query is.
+fn redact(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
+    }
+}
+
+/// `application/x-www-form-urlencoded`, also right for a query string.
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> (Error, bool) {
+    let certificate = matches!(
+        &e,
+        ureq::Error::Rustls(
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+        )
+    );
     let (kind, hint) = match &e {
         ureq::Error::Timeout(_) => (Kind::Timeout, "the registry did not answer in time"),
         ureq::Error::HostNotFound => (Kind::Network, "check the registry host name"),
@@ -139,11 +419,41 @@ fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> Er
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             (Kind::Network, "is the registry running and reachable?")
         }
+        _ if certificate => (
+            Kind::Network,
+            "the registry's certificate is not trusted; pass its CA with --ca-file, or --insecure to skip verification",
+        ),
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => (
             Kind::Network,
-            "TLS failed; for a registry without TLS use --plain-http, for a self-signed certificate --insecure",
+            "TLS failed; for a registry without TLS use --plain-http, for a private CA --ca-file",
         ),
         _ => (Kind::Network, "the connection to the registry failed"),
     };
-    Error::new(kind, format!("{what}: {method} {url} failed: {e} ({hint})"))
+    let message = format!("{what}: {method} {} failed: {e} ({hint})", redact(url));
+    (Error::new(kind, message), certificate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_and_redaction() {
+        assert_eq!(authority("https://r.io:5000/v2/x?y"), "r.io:5000");
+        assert_eq!(authority("http://[::1]:80/v2/"), "[::1]:80");
+        assert_eq!(authority("http://h"), "h");
+        assert_eq!(
+            redact("http://h/v2/x/blobs/uploads/u?_state=abc&digest=sha256%3A1"),
+            "http://h/v2/x/blobs/uploads/u?…"
+        );
+        assert_eq!(redact("http://h/v2/"), "http://h/v2/");
+    }
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(
+            form_encode(&[("scope", "repository:a/b:pull,push"), ("service", "reg x")]),
+            "scope=repository%3Aa%2Fb%3Apull%2Cpush&service=reg%20x"
+        );
+    }
 }

@@ -1,0 +1,120 @@
+/*!
+Where credentials for a registry come from, in this order (the first that has any wins):
+
+1. `--username` with `--password-stdin`, or `OCI_PUSH_USERNAME` / `OCI_PUSH_PASSWORD`;
+2. a Bazel credential helper (`--credential-helper`);
+3. Docker's config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`): `credHelpers`,
+   `credsStore`, then `auths`;
+4. Podman's auth files (`$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`);
+5. none (anonymous).
+
+The result says where it came from, so that a refusal can name the source to fix. Secrets are
+kept out of `Debug` output and every message.
+*/
+
+mod bazel_helper;
+mod docker_config;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::Result;
+use crate::reference::Repository;
+
+/// What to authenticate with.
+#[derive(Clone)]
+pub enum Secret {
+    /// A user name and password: Basic auth, or the token server's GET with Basic auth.
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// An identity (refresh) token, exchanged at the token server with a POST.
+    IdentityToken {
+        token: String,
+    },
+    /// Headers a Bazel credential helper gave, sent as they are.
+    Headers(Vec<(String, String)>),
+    Anonymous,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Secret::Basic { .. } => "Basic(..)",
+            Secret::IdentityToken { .. } => "IdentityToken(..)",
+            Secret::Headers(_) => "Headers(..)",
+            Secret::Anonymous => "Anonymous",
+        })
+    }
+}
+
+/// Credentials and where they came from.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub secret: Secret,
+    /// Names the source in messages: `--username`, `OCI_PUSH_USERNAME`, a file, a helper.
+    pub source: String,
+}
+
+impl Credential {
+    pub fn anonymous() -> Credential {
+        Credential {
+            secret: Secret::Anonymous,
+            source: "anonymous".to_string(),
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self.secret, Secret::Anonymous)
+    }
+}
+
+/// What the command line and environment say about credentials.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--username` with the password read from stdin (`--password-stdin`).
+    pub flags: Option<(String, String)>,
+    pub credential_helper: Option<PathBuf>,
+}
+
+/// Finds the credentials for `repository`, following the order in the module docs.
+pub fn find(repository: &Repository, options: &Options) -> Result<Credential> {
+    if let Some((username, password)) = &options.flags {
+        return Ok(Credential {
+            secret: Secret::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            source: "--username".to_string(),
+        });
+    }
+    if let (Ok(username), Ok(password)) = (
+        std::env::var("OCI_PUSH_USERNAME"),
+        std::env::var("OCI_PUSH_PASSWORD"),
+    ) {
+        if !username.is_empty() {
+            return Ok(Credential {
+                secret: Secret::Basic { username, password },
+                source: "OCI_PUSH_USERNAME/OCI_PUSH_PASSWORD".to_string(),
+            });
+        }
+    }
+    if let Some(helper) = &options.credential_helper {
+        return bazel_helper::get(helper, repository);
+    }
+    if let Some(found) = docker_config::find_docker(repository)? {
+        return Ok(found);
+    }
+    if let Some(found) = docker_config::find_podman(repository)? {
+        return Ok(found);
+    }
+    Ok(Credential::anonymous())
+}
+
+/// Splits `user:password` as Basic auth and the Docker config's `auth` field encode them.
+fn split_user_password(decoded: &str) -> Option<(String, String)> {
+    decoded
+        .split_once(':')
+        .map(|(u, p)| (u.to_string(), p.to_string()))
+}

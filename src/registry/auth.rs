@@ -1,0 +1,195 @@
+/*!
+How each request to the registry is authorized, following the registry's challenges:
+
+1. The ping (`GET /v2/`) is sent without credentials. A 200 means none are needed; a 401 names
+   the scheme in `WWW-Authenticate`.
+2. `Basic`: every request carries the user and password.
+3. `Bearer`: one token is fetched from the realm for every scope the push needs (computed before
+   the first request), kept for the whole process and fetched again when it expires, or when
+   the registry refuses it (`invalid_token`) or asks for a scope it lacks (`insufficient_scope`).
+4. Credentials never go to another host: an upload URL on blob storage gets no `Authorization`.
+
+Headers from a Bazel credential helper (other than Basic) are sent as they are.
+*/
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use super::challenge::Challenge;
+use crate::auth::{Credential, Secret};
+use crate::error::{Error, Kind, Result};
+
+/// A token is renewed this long before the expiry the token server gave.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// The distribution spec's default when a token server gives no `expires_in`.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+enum Mode {
+    /// The registry let us in without credentials.
+    Open,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+struct Token {
+    value: String,
+    renew_at: Instant,
+}
+
+pub struct Auth {
+    pub credential: Credential,
+    state: Mutex<State>,
+}
+
+struct State {
+    mode: Mode,
+    scopes: BTreeSet<String>,
+    token: Option<Token>,
+}
+
+/// What the token server should be asked; the caller sends it (through the one client).
+pub struct TokenRequest {
+    pub realm: String,
+    pub service: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+impl Auth {
+    pub fn new(credential: Credential, scopes: &[String]) -> Auth {
+        Auth {
+            credential,
+            state: Mutex::new(State {
+                mode: Mode::Open,
+                scopes: scopes.iter().cloned().collect(),
+                token: None,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep using it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the scheme from the ping's 401.
+    pub fn set_challenge(&self, challenges: &[Challenge]) {
+        let mut state = self.state();
+        if let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) {
+            if let Some(realm) = bearer.param("realm") {
+                state.mode = Mode::Bearer {
+                    realm: realm.to_string(),
+                    service: bearer.param("service").map(str::to_string),
+                };
+                return;
+            }
+        }
+        if challenges.iter().any(|c| c.is_basic()) {
+            state.mode = Mode::Basic;
+        }
+    }
+
+    /// The headers that authorize a request to the registry, or the token request to make
+    /// first when there is no valid token.
+    pub fn headers(&self) -> std::result::Result<Vec<(String, String)>, TokenRequest> {
+        if let Secret::Headers(headers) = &self.credential.secret {
+            return Ok(headers.clone());
+        }
+        let state = self.state();
+        match &state.mode {
+            Mode::Open => Ok(Vec::new()),
+            Mode::Basic => Ok(self.basic_header().into_iter().collect()),
+            Mode::Bearer { realm, service } => match &state.token {
+                Some(token) if Instant::now() < token.renew_at => Ok(vec![(
+                    "authorization".to_string(),
+                    format!("Bearer {}", token.value),
+                )]),
+                _ => Err(TokenRequest {
+                    realm: realm.clone(),
+                    service: service.clone(),
+                    scopes: state.scopes.iter().cloned().collect(),
+                }),
+            },
+        }
+    }
+
+    /// `Authorization: Basic` for the user and password, if we have them.
+    pub fn basic_header(&self) -> Option<(String, String)> {
+        let (username, password) = match &self.credential.secret {
+            Secret::Basic { username, password } => (username, password),
+            _ => return None,
+        };
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        Some(("authorization".to_string(), format!("Basic {encoded}")))
+    }
+
+    /// Stores the token server's answer.
+    pub fn set_token(&self, answer: &[u8], realm: &str) -> Result<()> {
+        let value: serde_json::Value = serde_json::from_slice(answer).map_err(|e| {
+            Error::new(
+                Kind::Auth,
+                format!("token server {realm} answered with invalid JSON: {e}"),
+            )
+        })?;
+        let token = ["token", "access_token"]
+            .iter()
+            .find_map(|k| value.get(*k).and_then(|t| t.as_str()))
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::new(
+                    Kind::Auth,
+                    format!("token server {realm} answered without a token"),
+                )
+            })?;
+        let lifetime = value
+            .get("expires_in")
+            .and_then(|e| e.as_u64())
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        self.state().token = Some(Token {
+            value: token.to_string(),
+            renew_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN),
+        });
+        Ok(())
+    }
+
+    /// After a 401 from the registry: learns what the challenge says and tells whether the
+    /// request is worth sending again (a new token can be fetched, or Basic credentials can be
+    /// sent where none were). Returns false when our credentials were simply refused.
+    pub fn refused(&self, challenges: &[Challenge]) -> bool {
+        if matches!(self.credential.secret, Secret::Headers(_)) {
+            return false;
+        }
+        let mut state = self.state();
+        match &state.mode {
+            Mode::Open => {
+                drop(state);
+                self.set_challenge(challenges);
+                !matches!(self.state().mode, Mode::Open)
+            }
+            Mode::Basic => false,
+            Mode::Bearer { .. } => {
+                let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) else {
+                    return false;
+                };
+                let before = state.scopes.len();
+                for scope in bearer.param("scope").unwrap_or_default().split(' ') {
+                    if !scope.is_empty() {
+                        state.scopes.insert(scope.to_string());
+                    }
+                }
+                let new_scope = state.scopes.len() > before;
+                let expired = bearer.param("error") == Some("invalid_token");
+                let had_token = state.token.take().is_some();
+                new_scope || expired || !had_token
+            }
+        }
+    }
+}
