@@ -51,6 +51,10 @@ CONNECTION:
     --insecure               Use HTTPS but do not verify the registry's certificate.
     --plain-http             Use plain HTTP. Registries on localhost, 127.0.0.0/8 and [::1]
                              get HTTPS when they speak it and plain HTTP otherwise.
+    -j, --jobs N             Upload up to N blobs at once (default 4).
+    --mount-from REPO        Before uploading a blob, try to mount it from REPO, another
+                             repository of the same registry; repeatable. The layout's
+                             org.opencontainers.image.base.name annotations are tried too.
     --verbose                Log every HTTP request on stderr (secrets are never shown).
     HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are honoured.
 
@@ -90,6 +94,8 @@ struct Args {
     username: Option<String>,
     password_stdin: bool,
     credential_helper: Option<PathBuf>,
+    jobs: Option<String>,
+    mount_from: Vec<String>,
     verify: bool,
 }
 
@@ -112,7 +118,13 @@ pub struct Plan {
     pub digest_file: Option<PathBuf>,
     pub connection: Connection,
     pub auth: auth::Options,
+    pub jobs: usize,
+    /// Repositories (`host/path`) to mount blobs from, as given.
+    pub mount_from: Vec<Repository>,
 }
+
+/// Enough to keep both cores and the registry busy while one upload waits on the network.
+const DEFAULT_JOBS: usize = 4;
 
 pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
     use lexopt::prelude::*;
@@ -149,6 +161,13 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 args.username = Some(string(parser.value().map_err(usage)?, "--username")?);
             }
             Long("password-stdin") => args.password_stdin = true,
+            Short('j') | Long("jobs") => {
+                args.jobs = Some(string(parser.value().map_err(usage)?, "--jobs")?)
+            }
+            Long("mount-from") => {
+                args.mount_from
+                    .push(string(parser.value().map_err(usage)?, "--mount-from")?);
+            }
             Long("credential-helper") => {
                 args.credential_helper = Some(parser.value().map_err(usage)?.into());
             }
@@ -212,7 +231,25 @@ impl Args {
             }
             (None, false) => None,
         };
+        let jobs = match &self.jobs {
+            None => DEFAULT_JOBS,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=64).contains(&n) => n,
+                _ => {
+                    return Err(Error::usage(format!(
+                        "--jobs {text}: give a whole number from 1 to 64"
+                    )))
+                }
+            },
+        };
+        let mount_from = self
+            .mount_from
+            .iter()
+            .map(|name| Repository::parse(name).map_err(|e| e.context("--mount-from")))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Plan {
+            jobs,
+            mount_from,
             layout,
             repository,
             tags: tags::dedup(tags),

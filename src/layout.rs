@@ -24,6 +24,8 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
+const BASE_NAME_ANNOTATION: &str = "org.opencontainers.image.base.name";
+
 /// Registries refuse manifests past a few MiB; anything this large is not a manifest.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// Indexes of indexes exist, but not this deep.
@@ -52,6 +54,9 @@ pub struct Layout {
     pub blobs: Vec<Blob>,
     /// Every manifest, children before the index that names them; the last one is the top.
     pub manifests: Vec<Manifest>,
+    /// The `org.opencontainers.image.base.name` annotations: where the base image came from,
+    /// a hint of where to mount its layers from.
+    pub base_names: Vec<String>,
 }
 
 impl Layout {
@@ -63,12 +68,14 @@ impl Layout {
             dir,
             blobs: Vec::new(),
             manifests: Vec::new(),
+            base_names: Vec::new(),
             seen: HashSet::new(),
         };
         reader.visit(&top, 0)?;
         Ok(Layout {
             blobs: reader.blobs,
             manifests: reader.manifests,
+            base_names: reader.base_names,
         })
     }
 
@@ -101,6 +108,7 @@ struct Reader<'a> {
     dir: &'a Path,
     blobs: Vec<Blob>,
     manifests: Vec<Manifest>,
+    base_names: Vec<String>,
     seen: HashSet<String>,
 }
 
@@ -142,6 +150,15 @@ impl Reader<'_> {
                     serde_json::from_slice(&bytes).map_err(parse_error)?;
                 for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
                     self.add_blob(blob)?;
+                }
+                let base = manifest
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(BASE_NAME_ANNOTATION));
+                if let Some(base) = base {
+                    if !self.base_names.contains(base) {
+                        self.base_names.push(base.clone());
+                    }
                 }
             }
             other => {

@@ -68,14 +68,47 @@ fn push(plan: Plan) -> Result<()> {
         eprintln!("warning: --insecure: the registry's TLS certificate is not verified");
     }
     let credential = auth::find(repository, &plan.auth)?;
+    let options = push::Options {
+        jobs: plan.jobs,
+        mount_from: mount_sources(repository, &plan.mount_from, &layout.base_names),
+    };
     // Every scope the run needs, asked for before the first request: one token serves all.
-    let scopes = [format!("repository:{}:pull,push", repository.path())];
+    let mut scopes = vec![format!("repository:{}:pull,push", repository.path())];
+    scopes.extend(
+        options
+            .mount_from
+            .iter()
+            .map(|from| format!("repository:{from}:pull")),
+    );
     let client = registry::Client::connect(repository, &plan.connection, credential, &scopes)?;
     let observer = report::Lines {
         repository: repository.to_string(),
     };
-    let digest = push::push(&client, repository, &layout, &plan.tags, &observer)?;
+    let digest = push::push(
+        &client, repository, &layout, &plan.tags, &options, &observer,
+    )?;
     finish(&plan, &format!("{repository}@{digest}"))
+}
+
+/// The repository paths to mount blobs from: `--mount-from` first, then the layout's base image
+/// names; only those on the registry we push to (a mount cannot cross registries), each once.
+fn mount_sources(
+    target: &reference::Repository,
+    flags: &[reference::Repository],
+    base_names: &[String],
+) -> Vec<String> {
+    let hinted = base_names.iter().filter_map(|name| {
+        reference::Repository::parse(reference::strip_tag_and_digest(name)).ok()
+    });
+    let mut sources: Vec<String> = Vec::new();
+    for repo in flags.iter().cloned().chain(hinted) {
+        let path = repo.path().to_string();
+        if repo.registry() == target.registry() && path != target.path() && !sources.contains(&path)
+        {
+            sources.push(path);
+        }
+    }
+    sources
 }
 
 /// Prints the result line last on stdout, and writes it to the digest file when asked.

@@ -1,13 +1,18 @@
 /*!
 The push itself, as the steps of the distribution protocol: blobs first (skipping those the
-registry has), then manifests by digest (children before the index that names them), then the tags
-one at a time. Nothing is tagged unless everything it points at is in the registry, so a push that
-stops half-way leaves only untagged content that a re-run completes.
+registry has, mounting those another repository has), then manifests by digest (children before
+the index that names them), then the tags one at a time. Nothing is tagged unless everything it
+points at is in the registry, so a push that stops half-way leaves only untagged content that a
+re-run completes.
 
-This module reports what happens through [`Observer`] and never prints.
+Blobs go up on a small pool of plain threads sharing the one client; manifests and tags stay in
+order on the calling thread. This module reports what happens through [`Observer`] and never
+prints.
 */
 
 use std::fs::File;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use ureq::http::{Method, StatusCode};
 
@@ -21,7 +26,17 @@ use crate::registry::{Client, Payload, Refusal};
 pub enum BlobOutcome {
     /// The registry had it already; nothing was sent.
     Exists,
+    /// Linked from another repository of the registry; nothing was sent.
+    Mounted,
     Uploaded,
+}
+
+/// What happened to a tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagOutcome {
+    Applied,
+    /// It already pointed at the image; not written again (safe with immutable tags).
+    Unchanged,
 }
 
 pub enum Event<'a> {
@@ -30,13 +45,25 @@ pub enum Event<'a> {
         manifests: usize,
         bytes: u64,
     },
+    /// The registry has the whole image already: no blob or manifest is sent.
+    ImageExists(&'a Manifest),
     Blob(&'a Blob, BlobOutcome),
     Manifest(&'a Manifest),
-    Tagged(&'a str),
+    Tag(&'a str, TagOutcome),
 }
 
-pub trait Observer {
+/// Receives events, possibly from several upload threads at once.
+pub trait Observer: Sync {
     fn event(&self, event: Event);
+}
+
+/// How to push, beyond what to push.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Blob uploads at once.
+    pub jobs: usize,
+    /// Repository paths on the same registry to mount missing blobs from, in order.
+    pub mount_from: Vec<String>,
 }
 
 /// Pushes the layout's blobs and manifests, then applies `tags` in order, stopping at the first
@@ -46,30 +73,33 @@ pub fn push(
     repository: &Repository,
     layout: &Layout,
     tags: &[String],
+    options: &Options,
     observer: &dyn Observer,
 ) -> Result<String> {
-    let steps = Steps { client, repository };
+    let steps = Steps {
+        client,
+        repository,
+        mount_from: &options.mount_from,
+    };
     observer.event(Event::Start {
         blobs: layout.blobs.len(),
         manifests: layout.manifests.len(),
         bytes: layout.blobs.iter().map(|b| b.size).sum(),
     });
-    for blob in &layout.blobs {
-        let outcome = if steps.blob_exists(blob)? {
-            BlobOutcome::Exists
-        } else {
-            steps.upload_blob(blob)?;
-            BlobOutcome::Uploaded
-        };
-        observer.event(Event::Blob(blob, outcome));
-    }
-    for manifest in &layout.manifests {
-        steps.put_manifest(manifest, &manifest.digest)?;
-        observer.event(Event::Manifest(manifest));
-    }
     let top = layout.top();
+    // A registry holds a manifest only once everything it references is there, so when the top
+    // manifest exists, so does the rest.
+    if steps.manifest_digest(&top.digest)?.is_some() {
+        observer.event(Event::ImageExists(top));
+    } else {
+        push_blobs(&steps, &layout.blobs, options.jobs, observer)?;
+        for manifest in &layout.manifests {
+            steps.put_manifest(manifest, &manifest.digest)?;
+            observer.event(Event::Manifest(manifest));
+        }
+    }
     for (done, tag) in tags.iter().enumerate() {
-        steps.put_manifest(top, tag).map_err(|e| {
+        let outcome = steps.tag(top, tag).map_err(|e| {
             let applied = list(&tags[..done]);
             let skipped = list(&tags[done + 1..]);
             e.context(format!(
@@ -77,9 +107,49 @@ pub fn push(
                 top.digest
             ))
         })?;
-        observer.event(Event::Tagged(tag));
+        observer.event(Event::Tag(tag, outcome));
     }
     Ok(top.digest.clone())
+}
+
+/// Uploads the blobs on `jobs` threads, largest first so the long ones start early. After the
+/// first failure no new blob is started, and that failure is the result.
+fn push_blobs(steps: &Steps, blobs: &[Blob], jobs: usize, observer: &dyn Observer) -> Result<()> {
+    let mut order: Vec<&Blob> = blobs.iter().collect();
+    order.sort_by_key(|b| std::cmp::Reverse(b.size));
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = || failure.lock().map(|f| f.is_some()).unwrap_or(true);
+    let work = || {
+        while !failed() {
+            let Some(blob) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                return;
+            };
+            match steps.push_blob(blob) {
+                Ok(outcome) => observer.event(Event::Blob(blob, outcome)),
+                Err(e) => {
+                    if let Ok(mut first) = failure.lock() {
+                        first.get_or_insert(e);
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    let threads = jobs.clamp(1, order.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(work);
+        }
+        work();
+    });
+    match failure.into_inner() {
+        Ok(None) => Ok(()),
+        Ok(Some(e)) => Err(e),
+        Err(poisoned) => Err(poisoned
+            .into_inner()
+            .unwrap_or_else(|| Error::usage("a blob upload thread panicked"))),
+    }
 }
 
 fn list(tags: &[String]) -> String {
@@ -94,12 +164,36 @@ fn list(tags: &[String]) -> String {
 struct Steps<'a> {
     client: &'a Client,
     repository: &'a Repository,
+    mount_from: &'a [String],
 }
 
 impl Steps<'_> {
     fn url(&self, rest: &str) -> String {
         self.client
             .url(&format!("/v2/{}/{rest}", self.repository.path()))
+    }
+
+    fn push_blob(&self, blob: &Blob) -> Result<BlobOutcome> {
+        if self.blob_exists(blob)? {
+            return Ok(BlobOutcome::Exists);
+        }
+        let what = format!("uploading blob {} ({})", blob.digest, blob.path.display());
+        let mut session = None;
+        for (i, from) in self.mount_from.iter().enumerate() {
+            match self.mount(blob, from, &what)? {
+                None => return Ok(BlobOutcome::Mounted),
+                // The registry opened an upload session instead: use it unless another source
+                // is left to try, then close it.
+                Some(location) if i + 1 == self.mount_from.len() => session = Some(location),
+                Some(location) => self.cancel_upload(&location, &what),
+            }
+        }
+        let location = match session {
+            Some(location) => location,
+            None => self.start_upload(&what)?,
+        };
+        self.put_blob(blob, &location, &what)?;
+        Ok(BlobOutcome::Uploaded)
     }
 
     fn blob_exists(&self, blob: &Blob) -> Result<bool> {
@@ -118,32 +212,49 @@ impl Steps<'_> {
         }
     }
 
-    /// `POST` an upload session, then `PUT` the whole file into it with the digest.
-    fn upload_blob(&self, blob: &Blob) -> Result<()> {
-        let what = format!("uploading blob {} ({})", blob.digest, blob.path.display());
-        let start_url = self.url("blobs/uploads/");
+    /// `POST .../blobs/uploads/?mount=DIGEST&from=REPO`: 201 when the registry linked the blob
+    /// (returns None), 202 with an upload session when it could not (returns its Location).
+    fn mount(&self, blob: &Blob, from: &str, what: &str) -> Result<Option<String>> {
+        let url = self.url(&format!(
+            "blobs/uploads/?mount={}&from={from}",
+            blob.digest.replace(':', "%3A")
+        ));
         let response = self
             .client
-            .send(Method::POST, &start_url, &[], Payload::Empty, &what)?;
-        let response = self.client.expect(
-            response,
-            &[StatusCode::ACCEPTED],
-            &Method::POST,
-            &start_url,
-            &what,
-        )?;
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                Error::new(
-                    Kind::Rejected,
-                    format!("{what}: POST {start_url} answered 202 without a Location header"),
-                )
-            })?;
+            .send(Method::POST, &url, &[], Payload::Empty, what)?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(None);
+        }
+        let response =
+            self.client
+                .expect(response, &[StatusCode::ACCEPTED], &Method::POST, &url, what)?;
+        location(&response, &url, what).map(Some)
+    }
+
+    /// Closes an upload session we will not use. Best effort: the registry expires it anyway.
+    fn cancel_upload(&self, location: &str, what: &str) {
+        let url = self.client.url(location);
+        let _ = self
+            .client
+            .send(Method::DELETE, &url, &[], Payload::Empty, what);
+    }
+
+    /// `POST .../blobs/uploads/`: opens an upload session, returns its Location.
+    fn start_upload(&self, what: &str) -> Result<String> {
+        let url = self.url("blobs/uploads/");
+        let response = self
+            .client
+            .send(Method::POST, &url, &[], Payload::Empty, what)?;
+        let response =
+            self.client
+                .expect(response, &[StatusCode::ACCEPTED], &Method::POST, &url, what)?;
+        location(&response, &url, what)
+    }
+
+    /// `PUT LOCATION?digest=...` with the whole file as the body, streamed.
+    fn put_blob(&self, blob: &Blob, location: &str, what: &str) -> Result<()> {
         let separator = if location.contains('?') { '&' } else { '?' };
-        let put_url = format!(
+        let url = format!(
             "{}{separator}digest={}",
             self.client.url(location),
             blob.digest.replace(':', "%3A")
@@ -154,10 +265,10 @@ impl Steps<'_> {
         let headers = [("content-type", "application/octet-stream")];
         let mut response = self.client.send(
             Method::PUT,
-            &put_url,
+            &url,
             &headers,
             Payload::File(&file, blob.size),
-            &what,
+            what,
         )?;
         if response.status() == StatusCode::CREATED {
             return Ok(());
@@ -170,9 +281,45 @@ impl Steps<'_> {
                 blob.path.display()
             )));
         }
-        Err(self
+        Err(self.client.refusal_error(refusal, &Method::PUT, &url, what))
+    }
+
+    /// `HEAD .../manifests/REFERENCE`: the digest it resolves to, or None when it does not exist.
+    fn manifest_digest(&self, reference: &str) -> Result<Option<String>> {
+        let url = self.url(&format!("manifests/{reference}"));
+        let what = format!("checking manifest {reference}");
+        let accept = [(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+             application/vnd.docker.distribution.manifest.v2+json, \
+             application/vnd.docker.distribution.manifest.list.v2+json",
+        )];
+        let response = self
             .client
-            .refusal_error(refusal, &Method::PUT, &put_url, &what))
+            .send(Method::HEAD, &url, &accept, Payload::Empty, &what)?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response =
+            self.client
+                .expect(response, &[StatusCode::OK], &Method::HEAD, &url, &what)?;
+        Ok(Some(
+            response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        ))
+    }
+
+    /// Points `tag` at `manifest`, unless it already points there.
+    fn tag(&self, manifest: &Manifest, tag: &str) -> Result<TagOutcome> {
+        if self.manifest_digest(tag)?.as_deref() == Some(manifest.digest.as_str()) {
+            return Ok(TagOutcome::Unchanged);
+        }
+        self.put_manifest(manifest, tag)?;
+        Ok(TagOutcome::Applied)
     }
 
     /// `PUT` a manifest under `reference`: its digest, or a tag.
@@ -212,4 +359,19 @@ impl Steps<'_> {
         }
         Ok(())
     }
+}
+
+/// The `Location` of an upload session.
+fn location(response: &ureq::http::Response<ureq::Body>, url: &str, what: &str) -> Result<String> {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::new(
+                Kind::Rejected,
+                format!("{what}: POST {url} answered 202 without a Location header"),
+            )
+        })
 }

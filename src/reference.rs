@@ -145,6 +145,15 @@ impl fmt::Display for Repository {
     }
 }
 
+/// `host/path:tag@digest` without its tag and digest, for names found in annotations.
+pub fn strip_tag_and_digest(name: &str) -> &str {
+    let name = name.split('@').next().unwrap_or(name);
+    match name.rsplit_once(':') {
+        Some((before, tag)) if !tag.contains('/') => before,
+        _ => name,
+    }
+}
+
 /// Docker's rule for telling a registry host from the first path component.
 fn looks_like_registry(first: &str) -> bool {
     first.contains('.') || first.contains(':') || first == "localhost" || first.starts_with('[')
@@ -255,6 +264,26 @@ mod tests {
             let repo = Repository::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
             assert_eq!(repo.to_string(), ok);
         }
+    }
+
+    #[test]
+    fn tags_and_digests_are_stripped_from_annotations() {
+        assert_eq!(
+            strip_tag_and_digest("ghcr.io/org/base:3.18"),
+            "ghcr.io/org/base"
+        );
+        assert_eq!(
+            strip_tag_and_digest("localhost:5000/base@sha256:ab"),
+            "localhost:5000/base"
+        );
+        assert_eq!(
+            strip_tag_and_digest("localhost:5000/base:1@sha256:ab"),
+            "localhost:5000/base"
+        );
+        assert_eq!(
+            strip_tag_and_digest("localhost:5000/base"),
+            "localhost:5000/base"
+        );
     }
 
     #[test]

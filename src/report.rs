@@ -2,7 +2,7 @@
 What people see on stderr while a push runs: one plain line per step, readable in a CI log.
 */
 
-use crate::push::{BlobOutcome, Event, Observer};
+use crate::push::{BlobOutcome, Event, Observer, TagOutcome};
 
 /// Writes one line per event to stderr.
 pub struct Lines {
@@ -24,6 +24,7 @@ impl Observer for Lines {
             Event::Blob(blob, outcome) => {
                 let word = match outcome {
                     BlobOutcome::Exists => "exists  ",
+                    BlobOutcome::Mounted => "mounted ",
                     BlobOutcome::Uploaded => "uploaded",
                 };
                 eprintln!(
@@ -33,7 +34,9 @@ impl Observer for Lines {
                 );
             }
             Event::Manifest(m) => eprintln!("  manifest pushed   {} {}", m.digest, m.media_type),
-            Event::Tagged(tag) => eprintln!("  tag      applied  {tag}"),
+            Event::ImageExists(m) => eprintln!("  manifest exists   {} {}", m.digest, m.media_type),
+            Event::Tag(tag, TagOutcome::Applied) => eprintln!("  tag      applied  {tag}"),
+            Event::Tag(tag, TagOutcome::Unchanged) => eprintln!("  tag      unchanged {tag}"),
         }
     }
 }

@@ -70,13 +70,15 @@ fn second_push_uploads_nothing() {
     let repo = registry.repo("app");
     oci_push(["--layout", &layout_arg(&layout), "-r", &repo, "-t", "one"]).ok();
     let again = oci_push(["--layout", &layout_arg(&layout), "-r", &repo, "-t", "two"]).ok();
-    assert_eq!(
-        again.stderr.matches("blob     exists").count(),
-        3,
+    // The registry has the image: not one blob is looked at, let alone sent.
+    assert!(
+        again
+            .stderr
+            .contains(&format!("manifest exists   {}", image.manifest.digest)),
         "{}",
         again.stderr
     );
-    assert_eq!(again.stderr.matches("blob     uploaded").count(), 0);
+    assert_eq!(again.stderr.matches("blob ").count(), 0, "{}", again.stderr);
     assert_eq!(registry.tags("app"), ["one", "two"]);
     registry.assert_manifest("app", "two", &image.manifest);
 }
@@ -352,4 +354,219 @@ fn verify_checks_every_blob_offline() {
         run.stderr
     );
     assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn blobs_the_registry_has_are_not_sent_again() {
+    let registry = Registry::start();
+    let base = Image::sized(Types::Oci, 20, 2, 50_000);
+    let mut layers: Vec<Vec<u8>> = base.layers.iter().map(|l| l.bytes.clone()).collect();
+    layers.push(pseudo_random(21, 1000));
+    let app = Image::new(Types::Oci, ("linux", "arm64"), layers);
+    oci_push([
+        "--layout",
+        &layout_arg(&image_layout(&base)),
+        "-r",
+        &registry.repo("app"),
+        "-t",
+        "base",
+    ])
+    .ok();
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&image_layout(&app)),
+        "-r",
+        &registry.repo("app"),
+        "-t",
+        "app",
+    ])
+    .ok();
+    for layer in &base.layers {
+        assert!(
+            run.stderr
+                .contains(&format!("blob     exists   {}", layer.digest)),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(run
+        .stderr
+        .contains(&format!("blob     uploaded {}", app.layers[2].digest)));
+    assert!(run
+        .stderr
+        .contains(&format!("blob     uploaded {}", app.config.digest)));
+    registry.assert_manifest("app", "app", &app.manifest);
+    registry.assert_manifest("app", "base", &base.manifest);
+}
+
+#[test]
+fn a_tag_already_on_the_image_is_not_rewritten() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 22, 1, 100);
+    let layout = image_layout(&image);
+    let repo = registry.repo("immutable");
+    oci_push(["--layout", &layout_arg(&layout), "-r", &repo, "-t", "v1"]).ok();
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &repo,
+        "-t",
+        "v1",
+        "-t",
+        "v2",
+    ])
+    .ok();
+    assert!(
+        run.stderr.contains("tag      unchanged v1"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("tag      applied  v2"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(registry.tags("immutable"), ["v1", "v2"]);
+    registry.assert_manifest("immutable", "v2", &image.manifest);
+}
+
+#[test]
+fn missing_blobs_are_mounted_from_another_repository() {
+    let registry = Registry::start();
+    let base = Image::sized(Types::Oci, 23, 3, 20_000);
+    oci_push([
+        "--layout",
+        &layout_arg(&image_layout(&base)),
+        "-r",
+        &registry.repo("lib/base"),
+    ])
+    .ok();
+    let layout = image_layout(&base);
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &registry.repo("team/app"),
+        "-t",
+        "v1",
+        "--mount-from",
+        &registry.repo("nothing/here"),
+        "--mount-from",
+        &registry.repo("lib/base"),
+    ])
+    .ok();
+    for blob in base.blobs() {
+        assert!(
+            run.stderr
+                .contains(&format!("blob     mounted  {}", blob.digest)),
+            "{}",
+            run.stderr
+        );
+        registry.assert_blob("team/app", blob);
+    }
+    registry.assert_manifest("team/app", "v1", &base.manifest);
+}
+
+#[test]
+fn the_base_image_annotation_is_a_mount_hint() {
+    let registry = Registry::start();
+    let base = Image::sized(Types::Oci, 24, 2, 20_000);
+    oci_push([
+        "--layout",
+        &layout_arg(&image_layout(&base)),
+        "-r",
+        &registry.repo("base"),
+        "-t",
+        "3.18",
+    ])
+    .ok();
+    // An image on top of base, naming it as its base the way image builders do.
+    let mut layers: Vec<Blob> = base.layers.clone();
+    layers.push(Blob::new(OCI_LAYER, pseudo_random(25, 3000)));
+    let config = Blob::new(
+        OCI_CONFIG,
+        b"{\"architecture\":\"amd64\",\"os\":\"linux\"}".to_vec(),
+    );
+    let manifest = Blob::new(
+        OCI_MANIFEST,
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.descriptor(),
+            "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+            "annotations": {"org.opencontainers.image.base.name": format!("{}:3.18", registry.repo("base"))},
+        }))
+        .unwrap(),
+    );
+    let mut blobs: Vec<&Blob> = layers.iter().collect();
+    blobs.extend([&config, &manifest]);
+    let layout = write_layout(&[&manifest], &blobs);
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &registry.repo("app"),
+        "-t",
+        "x",
+    ])
+    .ok();
+    for layer in &base.layers {
+        assert!(
+            run.stderr
+                .contains(&format!("blob     mounted  {}", layer.digest)),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(
+        run.stderr
+            .contains(&format!("blob     uploaded {}", layers[2].digest)),
+        "{}",
+        run.stderr
+    );
+    registry.assert_manifest("app", "x", &manifest);
+    for blob in &blobs[..3] {
+        registry.assert_blob("app", blob);
+    }
+}
+
+#[test]
+fn any_number_of_upload_threads_gives_the_same_image() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 26, 6, 30_000);
+    let layout = image_layout(&image);
+    for (jobs, repo) in [("1", "one"), ("3", "three"), ("64", "many")] {
+        let run = oci_push([
+            "--layout",
+            &layout_arg(&layout),
+            "-r",
+            &registry.repo(repo),
+            "-j",
+            jobs,
+            "-t",
+            "t",
+        ])
+        .ok();
+        assert_eq!(
+            run.stderr.matches("blob     uploaded").count(),
+            7,
+            "{}",
+            run.stderr
+        );
+        registry.assert_manifest(repo, "t", &image.manifest);
+        for blob in image.blobs() {
+            registry.assert_blob(repo, blob);
+        }
+    }
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &registry.repo("x"),
+        "--jobs",
+        "0",
+    ]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.error(), "--jobs 0: give a whole number from 1 to 64");
 }
