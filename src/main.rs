@@ -44,17 +44,22 @@ fn verify(plan: Plan) -> Result<()> {
     let layout = Layout::open(&plan.layout)?;
     layout.verify_blobs()?;
     let digest = &layout.top().digest;
+    let line = match &plan.repository {
+        Some(repository) => format!("{repository}@{digest}"),
+        None => digest.clone(),
+    };
+    // With a digest file (as in the Bazel build-time check) success is silent: build logs
+    // show only what failed.
+    if let Some(path) = &plan.digest_file {
+        return write_digest_file(path, &line);
+    }
     eprintln!(
         "verified {} blob(s) and {} manifest(s) in {}",
         layout.blobs.len(),
         layout.manifests.len(),
         plan.layout.display()
     );
-    let line = match &plan.repository {
-        Some(repository) => format!("{repository}@{digest}"),
-        None => digest.clone(),
-    };
-    finish(&plan, &line)
+    print(&line)
 }
 
 fn push(plan: Plan) -> Result<()> {
@@ -114,11 +119,14 @@ fn mount_sources(
 /// Prints the result line last on stdout, and writes it to the digest file when asked.
 fn finish(plan: &Plan, line: &str) -> Result<()> {
     if let Some(path) = &plan.digest_file {
-        std::fs::write(path, format!("{line}\n")).map_err(|e| {
-            Error::usage(format!("cannot write digest file {}: {e}", path.display()))
-        })?;
+        write_digest_file(path, line)?;
     }
     print(line)
+}
+
+fn write_digest_file(path: &std::path::Path, line: &str) -> Result<()> {
+    std::fs::write(path, format!("{line}\n"))
+        .map_err(|e| Error::usage(format!("cannot write digest file {}: {e}", path.display())))
 }
 
 fn print(text: &str) -> Result<()> {

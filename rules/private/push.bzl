@@ -1,0 +1,262 @@
+"""Implementation of `oci_push`. Load it from `//rules:defs.bzl`."""
+
+_DOC = """Pushes an OCI image layout (an image or an image index) to a registry.
+
+`bazel run` of an `oci_push` target runs the `oci-push` binary from the
+toolchain with the layout, the repository and the tags file of the target.
+
+Authorization
+=============
+
+`oci-push` finds credentials the usual ways, first found wins: `--username`
+with `--password-stdin` (or `OCI_PUSH_PASSWORD`), `--credential-helper` (a Bazel
+credential helper), `OCI_PUSH_USERNAME`/`OCI_PUSH_PASSWORD`, Docker's
+`config.json` (`auths`, `credHelpers`, `credsStore`), Podman's `auth.json`. So
+`docker login` or `podman login` beforehand works. A refusal ends the push with
+exit code 2.
+
+Behavior
+========
+
+The pusher uploads every blob, then the manifests by digest, and only then
+applies the tags, so a failure never leaves a tag pointing at a half-pushed
+image. The last line it prints is `REPOSITORY@sha256:...`.
+
+At build time (output group `_validation`, run by `bazel build` unless
+`--norun_validations`), `oci-push --verify` checks the layout (every blob
+hashed against its digest), the tags file and the repository, offline. A
+corrupt layout or a bad tag therefore fails `bazel build //...`, long before
+anyone pushes, and the check is cached like any other action.
+
+Usage
+=====
+
+Flags after `--` go to the pusher and win over the target's values:
+
+* `-r`/`--repository REPO` replaces `repository` / `repository_file`;
+* `-t`/`--tag TAG` (repeatable) replaces the tags of `image_tags`;
+* `--digest-file FILE` writes `REPOSITORY@sha256:...` to FILE. A relative path
+  is taken from the directory `bazel run` was called from.
+
+e.g. `bazel run //app:push -- -t v1.2.3 -r registry.example.com/team/app`
+
+The target's executable also works outside `bazel run`, from any directory:
+`bazel build //app:push && bazel-bin/app/push -t dev`.
+
+Examples
+========
+
+```starlark
+load("@rules_oci_push//rules:defs.bzl", "oci_push")
+
+oci_push(
+    name = "push",
+    image = ":image",  # oci_image, oci_image_index, or any rule with one layout directory
+    repository = "ghcr.io/acme/app",
+    image_tags = ["latest"],  # or a label of a file with one tag per line
+)
+```
+"""
+
+_ATTRS = {
+    "image": attr.label(
+        doc = """The image to push: a target whose single output is an OCI image layout directory.
+
+rules_oci's `oci_image` and `oci_image_index` qualify, as does any rule that
+outputs one directory holding `oci-layout`, `index.json` and `blobs/`.""",
+        mandatory = True,
+        allow_files = True,
+    ),
+    "repository": attr.string(
+        doc = """The repository to push to: `host[:port]/path`, without tag or digest.
+
+For example `ghcr.io/acme/app` or `localhost:5000/app` (registries on
+`localhost` and `127.0.0.0/8` get plain HTTP when they do not speak HTTPS).
+Exactly one of
+`repository` and `repository_file` is required; `--repository` at run time
+overrides either.""",
+    ),
+    "repository_file": attr.label(
+        doc = """A file holding the repository, for names that are generated or stamped.
+
+Its first line is read, in the format of `repository`. Exactly one of
+`repository` and `repository_file` is required.""",
+        allow_single_file = True,
+    ),
+    "image_tags": attr.label(
+        doc = """A text file with the tags to apply, one per line; optional.
+
+Produced by `write_file`, `expand_template` (for stamped tags) or a genrule.
+Blank lines are ignored. Without tags the image is pushed by digest only.
+`--tag` at run time replaces these tags. (The `oci_push` macro also takes a
+list of strings here and writes the file.)""",
+        allow_single_file = True,
+    ),
+    "mount_from": attr.string_list(
+        doc = """Repositories of the same registry to mount missing blobs from, tried in order.
+
+Each is `host[:port]/path`, like `repository`. Before uploading a blob the
+registry does not have, the pusher asks it to link the blob from these
+repositories (a cross-repository mount), which sends no bytes; a blob that
+none of them has is uploaded as usual. Useful when images share a base that is
+already in the registry. `--mount-from` at run time adds more.""",
+    ),
+    "_template": attr.label(
+        default = Label("//rules/private:push.sh.tpl"),
+        allow_single_file = True,
+    ),
+    "_runfiles_lib": attr.label(
+        default = Label("@bazel_tools//tools/bash/runfiles"),
+    ),
+    # The pusher for build-time actions: the toolchain resolved for the
+    # execution platform. (The one in the runfiles comes from this rule's own
+    # toolchain resolution, for the target platform.)
+    "_exec_pusher": attr.label(
+        default = Label("//rules/private:current_pusher"),
+        cfg = "exec",
+    ),
+}
+
+_TOOLCHAIN_TYPE = Label("//rules:toolchain_type")
+
+def _shell_quote(s):
+    return "'" + s.replace("'", "'\\''") + "'"
+
+def _rlocation_path(ctx, file):
+    """The path of `file` for the runfiles library's `rlocation`."""
+    if file.short_path.startswith("../"):
+        return file.short_path[3:]
+    return ctx.workspace_name + "/" + file.short_path
+
+def _check_repository(label, repository):
+    """Fails unless `repository` looks like host[:port]/path, without tag or digest."""
+    where = "%s: repository %r" % (label, repository)
+    if repository != repository.strip() or not repository:
+        fail("%s: must not be empty or have surrounding whitespace." % where)
+    if "://" in repository:
+        fail("%s: expected host[:port]/path without a scheme." % where)
+    if "@" in repository:
+        fail("%s: must not contain a digest (@sha256:...): the pusher computes it." % where)
+    if "/" not in repository:
+        fail("%s: expected host[:port]/path, for example registry.example.com/team/app." % where)
+    if ":" in repository.split("/")[-1]:
+        fail("%s: must not contain a tag; put tags in image_tags or pass --tag." % where)
+
+def _layout_dir(ctx):
+    """Returns the image's layout directory, or fails saying what was expected."""
+    files = ctx.attr.image[DefaultInfo].files.to_list()
+    expected = ("expected a target whose single output is an OCI image layout directory " +
+                "(like rules_oci's oci_image or oci_image_index)")
+    if len(files) != 1:
+        fail("%s: image %s has %d outputs (%s); %s." % (
+            ctx.label,
+            ctx.attr.image.label,
+            len(files),
+            ", ".join([f.short_path for f in files[:5]]) + (", ..." if len(files) > 5 else ""),
+            expected,
+        ))
+    if not files[0].is_directory:
+        fail("%s: image %s outputs the file %s, not a directory; %s." % (
+            ctx.label,
+            ctx.attr.image.label,
+            files[0].short_path,
+            expected,
+        ))
+    return files[0]
+
+def _oci_push_impl(ctx):
+    if bool(ctx.attr.repository) == bool(ctx.attr.repository_file):
+        fail("%s: set exactly one of repository and repository_file (got %s)." % (
+            ctx.label,
+            "both" if ctx.attr.repository else "neither",
+        ))
+    if ctx.attr.repository:
+        _check_repository(ctx.label, ctx.attr.repository)
+    layout = _layout_dir(ctx)
+    pusher = ctx.toolchains[_TOOLCHAIN_TYPE].oci_push_info
+    exec_pusher = ctx.attr._exec_pusher[platform_common.ToolchainInfo].oci_push_info
+
+    # The run-script.
+    files = [layout]
+    if ctx.attr.repository:
+        repository_args = "args+=(--repository %s)" % _shell_quote(ctx.attr.repository)
+    else:
+        files.append(ctx.file.repository_file)
+        repository_args = 'repository_file="$(locate %s)"\nargs+=(--repository-file "$repository_file")' % (
+            _shell_quote(_rlocation_path(ctx, ctx.file.repository_file))
+        )
+    if ctx.file.image_tags:
+        files.append(ctx.file.image_tags)
+        tags_args = 'tags_file="$(locate %s)"\nargs+=(--tags-file "$tags_file")' % (
+            _shell_quote(_rlocation_path(ctx, ctx.file.image_tags))
+        )
+    else:
+        tags_args = "# (no image_tags)"
+    mount_args = "\n".join([
+        "args+=(--mount-from %s)" % _shell_quote(source)
+        for source in ctx.attr.mount_from
+    ]) or "# (no mount_from)"
+
+    executable = ctx.actions.declare_file(ctx.label.name)
+    ctx.actions.expand_template(
+        template = ctx.file._template,
+        output = executable,
+        is_executable = True,
+        substitutions = {
+            "{{label}}": str(ctx.label),
+            "{{pusher}}": _shell_quote(_rlocation_path(ctx, pusher.binary)),
+            "{{layout}}": _shell_quote(_rlocation_path(ctx, layout)),
+            "{{repository_args}}": repository_args,
+            "{{tags_args}}": tags_args,
+            "{{mount_args}}": mount_args,
+        },
+    )
+    runfiles = ctx.runfiles(files = files + [executable])
+    runfiles = runfiles.merge(pusher.runfiles)
+    runfiles = runfiles.merge(ctx.attr._runfiles_lib[DefaultInfo].default_runfiles)
+
+    # The build-time check: offline, cached, on the execution platform.
+    verified = ctx.actions.declare_file(ctx.label.name + ".verified_digest")
+    args = ctx.actions.args()
+    args.add("--verify")
+    args.add("--layout", layout.path)
+    inputs = [layout]
+    if ctx.attr.repository:
+        args.add("--repository", ctx.attr.repository)
+    else:
+        args.add("--repository-file", ctx.file.repository_file)
+        inputs.append(ctx.file.repository_file)
+    if ctx.file.image_tags:
+        args.add("--tags-file", ctx.file.image_tags)
+        inputs.append(ctx.file.image_tags)
+    args.add("--digest-file", verified)
+    ctx.actions.run(
+        executable = exec_pusher.binary,
+        tools = exec_pusher.runfiles.files,
+        arguments = [args],
+        inputs = inputs,
+        outputs = [verified],
+        mnemonic = "OciPushVerify",
+        progress_message = "Verifying OCI layout and tags of %{label}",
+        toolchain = None,
+    )
+
+    return [
+        DefaultInfo(executable = executable, runfiles = runfiles),
+        OutputGroupInfo(_validation = depset([verified])),
+    ]
+
+oci_push_lib = struct(
+    doc = _DOC,
+    implementation = _oci_push_impl,
+    attrs = _ATTRS,
+    toolchains = [config_common.toolchain_type(_TOOLCHAIN_TYPE, mandatory = True)],
+)
+
+oci_push = rule(
+    doc = oci_push_lib.doc,
+    implementation = oci_push_lib.implementation,
+    attrs = oci_push_lib.attrs,
+    toolchains = oci_push_lib.toolchains,
+    executable = True,
+)

@@ -1,0 +1,151 @@
+"""Analysis tests of oci_push: input checks, run-script wiring, exec vs target pusher."""
+
+load("@bazel_skylib//lib:unittest.bzl", "analysistest", "asserts")
+load("//rules:defs.bzl", "oci_push", "oci_push_rule")
+
+def _fake_layout_impl(ctx):
+    out = ctx.actions.declare_directory(ctx.label.name)
+    ctx.actions.run_shell(
+        outputs = [out],
+        command = "echo '{}' > \"$1/index.json\"",
+        arguments = [out.path],
+    )
+    return [DefaultInfo(files = depset([out]))]
+
+fake_layout = rule(
+    implementation = _fake_layout_impl,
+    doc = "A directory standing in for an OCI layout (never read: the pusher is fake).",
+)
+
+# --- failures -------------------------------------------------------------
+
+def _failure_test(message):
+    def _impl(ctx):
+        env = analysistest.begin(ctx)
+        asserts.expect_failure(env, message)
+        return analysistest.end(env)
+
+    return analysistest.make(_impl, expect_failure = True)
+
+both_repository_test = _failure_test("set exactly one of repository and repository_file (got both)")
+no_repository_test = _failure_test("set exactly one of repository and repository_file (got neither)")
+file_image_test = _failure_test("not a directory; expected a target whose single output is an OCI image layout directory")
+two_outputs_image_test = _failure_test("has 2 outputs")
+tagged_repository_test = _failure_test("must not contain a tag")
+digest_repository_test = _failure_test("must not contain a digest")
+hostless_repository_test = _failure_test("expected host[:port]/path")
+
+# --- success --------------------------------------------------------------
+
+def _basenames(files):
+    return sorted([f.basename for f in files])
+
+def _wiring_test_impl(ctx):
+    env = analysistest.begin(ctx)
+    target = analysistest.target_under_test(env)
+    info = target[DefaultInfo]
+    asserts.equals(env, "push", info.files_to_run.executable.basename)
+    runfiles = _basenames(info.default_runfiles.files.to_list())
+    for want in ["layout", "tags.txt", "fake_pusher.sh", "runfiles.bash"]:
+        asserts.true(env, want in runfiles, "runfiles lack %s: %s" % (want, runfiles))
+
+    validation = target[OutputGroupInfo]._validation.to_list()
+    asserts.equals(env, ["push.verified_digest"], _basenames(validation))
+    verify = [a for a in analysistest.target_actions(env) if a.mnemonic == "OciPushVerify"]
+    asserts.equals(env, 1, len(verify))
+    argv = verify[0].argv
+    asserts.true(env, argv[0].endswith("fake_pusher.sh"), "verify runs %s" % argv[0])
+    for flag in ["--verify", "--layout", "--repository", "--tags-file", "--digest-file"]:
+        asserts.true(env, flag in argv, "verify argv lacks %s: %s" % (flag, argv))
+    asserts.true(env, "registry.example.com/team/app" in argv)
+    return analysistest.end(env)
+
+wiring_test = analysistest.make(_wiring_test_impl)
+
+def _repository_file_test_impl(ctx):
+    env = analysistest.begin(ctx)
+    verify = [a for a in analysistest.target_actions(env) if a.mnemonic == "OciPushVerify"]
+    argv = verify[0].argv
+    asserts.true(env, "--repository-file" in argv, "verify argv: %s" % argv)
+    asserts.false(env, "--tags-file" in argv, "verify argv: %s" % argv)
+    runfiles = _basenames(analysistest.target_under_test(env)[DefaultInfo].default_runfiles.files.to_list())
+    asserts.true(env, "repository.txt" in runfiles, "runfiles: %s" % runfiles)
+    return analysistest.end(env)
+
+repository_file_test = analysistest.make(_repository_file_test_impl)
+
+def _cross_platform_test_impl(ctx):
+    # Target platform: fake Windows; exec platform: the host. The run-script's
+    # runfiles must carry the Windows pusher, the build-time check must run
+    # the host one.
+    env = analysistest.begin(ctx)
+    target = analysistest.target_under_test(env)
+    runfiles = _basenames(target[DefaultInfo].default_runfiles.files.to_list())
+    asserts.true(env, "fake_pusher_windows.sh" in runfiles, "runfiles: %s" % runfiles)
+    asserts.false(env, "fake_pusher.sh" in runfiles, "runfiles: %s" % runfiles)
+    verify = [a for a in analysistest.target_actions(env) if a.mnemonic == "OciPushVerify"]
+    asserts.true(env, verify[0].argv[0].endswith("/fake_pusher.sh"), "verify runs %s" % verify[0].argv[0])
+    return analysistest.end(env)
+
+cross_platform_test = analysistest.make(
+    _cross_platform_test_impl,
+    config_settings = {
+        "//command_line_option:platforms": str(Label("//rules/tests:fake_windows")),
+    },
+)
+
+def _list_tags_test_impl(ctx):
+    # The macro wrote the list to <name>.tags.txt and passed it as image_tags.
+    env = analysistest.begin(ctx)
+    target = analysistest.target_under_test(env)
+    want = target.label.name + ".tags.txt"
+    runfiles = _basenames(target[DefaultInfo].default_runfiles.files.to_list())
+    asserts.true(env, want in runfiles, "runfiles lack %s: %s" % (want, runfiles))
+    return analysistest.end(env)
+
+list_tags_test = analysistest.make(_list_tags_test_impl)
+
+# --- suite ------------------------------------------------------------------
+
+def push_test_suite(name):
+    """Declares the targets under test and the tests, plus a test_suite `name`.
+
+    Args:
+        name: A string. The name of the test_suite.
+    """
+    manual = ["manual"]
+    fake_layout(name = "layout", tags = manual)
+    native.filegroup(name = "two_files", srcs = ["tags.txt", "repository.txt"], tags = manual)
+
+    def push(name, **kwargs):
+        oci_push_rule(name = name, tags = manual, **kwargs)
+
+    push("both_repository", image = ":layout", repository = "r.example.com/a", repository_file = "repository.txt")
+    push("no_repository", image = ":layout")
+    push("file_image", image = "tags.txt", repository = "r.example.com/a")
+    push("two_outputs_image", image = ":two_files", repository = "r.example.com/a")
+    push("tagged_repository", image = ":layout", repository = "r.example.com/a:v1")
+    push("digest_repository", image = ":layout", repository = "r.example.com/a@sha256:" + "0" * 64)
+    push("hostless_repository", image = ":layout", repository = "app")
+    push("push", image = ":layout", repository = "registry.example.com/team/app", image_tags = "tags.txt")
+    push("with_repository_file", image = ":layout", repository_file = "repository.txt")
+    oci_push(name = "list_tags", image = ":layout", repository = "r.example.com/a", image_tags = ["a", "b"], tags = manual)
+    oci_push(name = "remote_tags_alias", image = ":layout", repository = "r.example.com/a", remote_tags = ["a"], tags = manual)
+
+    tests = {
+        "both_repository": both_repository_test,
+        "no_repository": no_repository_test,
+        "file_image": file_image_test,
+        "two_outputs_image": two_outputs_image_test,
+        "tagged_repository": tagged_repository_test,
+        "digest_repository": digest_repository_test,
+        "hostless_repository": hostless_repository_test,
+        "push": wiring_test,
+        "with_repository_file": repository_file_test,
+        "list_tags": list_tags_test,
+        "remote_tags_alias": list_tags_test,
+    }
+    for target, test in tests.items():
+        test(name = target + "_test", target_under_test = ":" + target)
+    cross_platform_test(name = "cross_platform_test", target_under_test = ":push")
+    native.test_suite(name = name, tests = [":%s_test" % t for t in tests] + [":cross_platform_test"])
