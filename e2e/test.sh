@@ -58,42 +58,9 @@ check() {
 
 # --- registry ---------------------------------------------------------------
 
-start_registry() {
-  local try port
-  for try in 1 2 3 4 5 6 7 8 9 10; do
-    port=$((20000 + RANDOM % 30000))
-    # Skip ports something already listens on.
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
-    cat >"$tmp/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $tmp/storage
-http:
-  addr: 127.0.0.1:$port
-EOF
-    docker-registry serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
-    registry_pid=$!
-    for _ in $(seq 50); do
-      if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
-        REGISTRY="127.0.0.1:$port"
-        return 0
-      fi
-      kill -0 "$registry_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill "$registry_pid" 2>/dev/null
-    registry_pid=""
-  done
-  echo "e2e: could not start docker-registry:" >&2
-  cat "$tmp/registry.log" >&2
-  return 1
-}
-start_registry || exit 1
+# shellcheck source=../tools/lib/registry.sh
+source "$root/tools/lib/registry.sh"
+start_registry "$tmp" || exit 1
 echo "registry: http://$REGISTRY (storage $tmp/storage)"
 
 ACCEPT="application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json"
