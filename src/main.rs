@@ -4,22 +4,13 @@
 
 #![forbid(unsafe_code)]
 
-mod auth;
-mod cli;
-mod error;
-mod layout;
-mod push;
-mod reference;
-mod registry;
-mod report;
-mod tags;
-
 use std::io::Write;
 use std::process::ExitCode;
 
-use cli::{Command, Plan};
-use error::{Error, Result};
-use layout::Layout;
+use oci_push::cli::{self, Command, Plan};
+use oci_push::error::{Error, Result};
+use oci_push::layout::Layout;
+use oci_push::{auth, push, reference, registry, report};
 
 fn main() -> ExitCode {
     match run() {

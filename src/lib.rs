@@ -1,0 +1,15 @@
+//! The library behind `oci-push`: push an OCI image layout to a registry, by digest, then its
+//! tags. The binary (`main.rs`) is a thin shell over it; the modules are public so that tests,
+//! property tests and fuzzers can reach the parsers directly.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod layout;
+pub mod push;
+pub mod reference;
+pub mod registry;
+pub mod report;
+pub mod tags;
