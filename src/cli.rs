@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::reference::Repository;
 use crate::registry::Connection;
 use crate::tags;
+use crate::units;
 
 pub const HELP: &str = "\
 oci-push: push an OCI image layout to a registry, by digest, then its tags
@@ -55,6 +56,14 @@ CONNECTION:
     --mount-from REPO        Before uploading a blob, try to mount it from REPO, another
                              repository of the same registry; repeatable. The layout's
                              org.opencontainers.image.base.name annotations are tried too.
+    --retries N              Retry a request that failed transiently (connection dropped,
+                             timeout, 408, 429, 5xx) up to N times (default 4), with
+                             exponential backoff and the registry's Retry-After.
+    --timeout DURATION       Give up when the whole push takes longer (default 1h;
+                             e.g. 30s, 5m, 1h).
+    --chunk-size SIZE        Upload blobs in chunks of SIZE (e.g. 5MiB) with PATCH, for
+                             proxies that cap request bodies; a failed chunk resumes
+                             where the registry says the upload stands.
     --verbose                Log every HTTP request on stderr (secrets are never shown).
     HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are honoured.
 
@@ -96,6 +105,9 @@ struct Args {
     credential_helper: Option<PathBuf>,
     jobs: Option<String>,
     mount_from: Vec<String>,
+    retries: Option<String>,
+    timeout: Option<String>,
+    chunk_size: Option<String>,
     verify: bool,
 }
 
@@ -119,6 +131,8 @@ pub struct Plan {
     pub connection: Connection,
     pub auth: auth::Options,
     pub jobs: usize,
+    /// Upload blobs in chunks of this many bytes, when set.
+    pub chunk_size: Option<u64>,
     /// Repositories (`host/path`) to mount blobs from, as given.
     pub mount_from: Vec<Repository>,
 }
@@ -163,6 +177,15 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Long("password-stdin") => args.password_stdin = true,
             Short('j') | Long("jobs") => {
                 args.jobs = Some(string(parser.value().map_err(usage)?, "--jobs")?)
+            }
+            Long("retries") => {
+                args.retries = Some(string(parser.value().map_err(usage)?, "--retries")?)
+            }
+            Long("timeout") => {
+                args.timeout = Some(string(parser.value().map_err(usage)?, "--timeout")?)
+            }
+            Long("chunk-size") => {
+                args.chunk_size = Some(string(parser.value().map_err(usage)?, "--chunk-size")?);
             }
             Long("mount-from") => {
                 args.mount_from
@@ -242,6 +265,25 @@ impl Args {
                 }
             },
         };
+        let mut connection = self.connection;
+        if let Some(text) = &self.retries {
+            connection.retries = match text.parse::<u32>() {
+                Ok(n) if n <= 100 => n,
+                _ => {
+                    return Err(Error::usage(format!(
+                        "--retries {text}: give a whole number from 0 to 100"
+                    )))
+                }
+            };
+        }
+        if let Some(text) = &self.timeout {
+            connection.timeout = units::parse_duration("--timeout", text)?;
+        }
+        let chunk_size = self
+            .chunk_size
+            .as_deref()
+            .map(|text| units::parse_size("--chunk-size", text))
+            .transpose()?;
         let mount_from = self
             .mount_from
             .iter()
@@ -254,7 +296,8 @@ impl Args {
             repository,
             tags: tags::dedup(tags),
             digest_file: self.digest_file,
-            connection: self.connection,
+            connection,
+            chunk_size,
             auth: auth::Options {
                 flags,
                 credential_helper: self.credential_helper,

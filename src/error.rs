@@ -7,6 +7,7 @@ once and exits with the kind's code.
 */
 
 use std::fmt;
+use std::time::Duration;
 
 /// What went wrong, as far as the caller's exit code is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,10 @@ impl Kind {
 pub struct Error {
     kind: Kind,
     message: String,
+    /// Worth trying again: a dropped connection, a timeout, 408, 429 or a 5xx.
+    transient: bool,
+    /// How long the registry asked us to wait (`Retry-After`).
+    retry_after: Option<Duration>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -52,7 +57,24 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            transient: false,
+            retry_after: None,
         }
+    }
+
+    /// Marks the error as worth a retry, after `retry_after` if the registry said so.
+    pub fn transient(mut self, retry_after: Option<Duration>) -> Error {
+        self.transient = true;
+        self.retry_after = retry_after;
+        self
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     pub fn usage(message: impl Into<String>) -> Error {
@@ -70,8 +92,8 @@ impl Error {
     /// Adds what we were doing in front of the message, keeping the kind.
     pub fn context(self, what: impl fmt::Display) -> Error {
         Error {
-            kind: self.kind,
             message: format!("{what}: {}", self.message),
+            ..self
         }
     }
 }

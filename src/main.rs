@@ -67,6 +67,7 @@ fn push(plan: Plan) -> Result<()> {
     let options = push::Options {
         jobs: plan.jobs,
         mount_from: mount_sources(repository, &plan.mount_from, &layout.base_names),
+        chunk_size: plan.chunk_size,
     };
     // Every scope the run needs, asked for before the first request: one token serves all.
     let mut scopes = vec![format!("repository:{}:pull,push", repository.path())];

@@ -64,6 +64,8 @@ pub struct Options {
     pub jobs: usize,
     /// Repository paths on the same registry to mount missing blobs from, in order.
     pub mount_from: Vec<String>,
+    /// Upload in chunks of this many bytes (`PATCH`), instead of one `PUT`.
+    pub chunk_size: Option<u64>,
 }
 
 /// Pushes the layout's blobs and manifests, then applies `tags` in order, stopping at the first
@@ -79,7 +81,7 @@ pub fn push(
     let steps = Steps {
         client,
         repository,
-        mount_from: &options.mount_from,
+        options,
     };
     observer.event(Event::Start {
         blobs: layout.blobs.len(),
@@ -164,7 +166,7 @@ fn list(tags: &[String]) -> String {
 struct Steps<'a> {
     client: &'a Client,
     repository: &'a Repository,
-    mount_from: &'a [String],
+    options: &'a Options,
 }
 
 impl Steps<'_> {
@@ -178,21 +180,30 @@ impl Steps<'_> {
             return Ok(BlobOutcome::Exists);
         }
         let what = format!("uploading blob {} ({})", blob.digest, blob.path.display());
+        // A failed upload starts over in a new session: the old one may hold part of the bytes.
+        self.client.retrying(&what, || self.upload(blob, &what))
+    }
+
+    fn upload(&self, blob: &Blob, what: &str) -> Result<BlobOutcome> {
+        let mount_from = &self.options.mount_from;
         let mut session = None;
-        for (i, from) in self.mount_from.iter().enumerate() {
-            match self.mount(blob, from, &what)? {
+        for (i, from) in mount_from.iter().enumerate() {
+            match self.mount(blob, from, what)? {
                 None => return Ok(BlobOutcome::Mounted),
                 // The registry opened an upload session instead: use it unless another source
                 // is left to try, then close it.
-                Some(location) if i + 1 == self.mount_from.len() => session = Some(location),
-                Some(location) => self.cancel_upload(&location, &what),
+                Some(location) if i + 1 == mount_from.len() => session = Some(location),
+                Some(location) => self.cancel_upload(&location, what),
             }
         }
         let location = match session {
             Some(location) => location,
-            None => self.start_upload(&what)?,
+            None => self.start_upload(what)?,
         };
-        self.put_blob(blob, &location, &what)?;
+        match self.options.chunk_size {
+            Some(chunk) => self.put_chunks(blob, &location, chunk, what)?,
+            None => self.put_blob(blob, &location, what)?,
+        }
         Ok(BlobOutcome::Uploaded)
     }
 
@@ -228,7 +239,7 @@ impl Steps<'_> {
         let response =
             self.client
                 .expect(response, &[StatusCode::ACCEPTED], &Method::POST, &url, what)?;
-        location(&response, &url, what).map(Some)
+        location_of(&response, &url, what).map(Some)
     }
 
     /// Closes an upload session we will not use. Best effort: the registry expires it anyway.
@@ -248,28 +259,34 @@ impl Steps<'_> {
         let response =
             self.client
                 .expect(response, &[StatusCode::ACCEPTED], &Method::POST, &url, what)?;
-        location(&response, &url, what)
+        location_of(&response, &url, what)
     }
 
     /// `PUT LOCATION?digest=...` with the whole file as the body, streamed.
     fn put_blob(&self, blob: &Blob, location: &str, what: &str) -> Result<()> {
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let url = format!(
-            "{}{separator}digest={}",
-            self.client.url(location),
-            blob.digest.replace(':', "%3A")
-        );
+        let url = with_digest(&self.client.url(location), &blob.digest);
         let file = File::open(&blob.path).map_err(|e| {
             Error::invalid(format!("{what}: cannot open {}: {e}", blob.path.display()))
         })?;
         let headers = [("content-type", "application/octet-stream")];
-        let mut response = self.client.send(
+        let response = self.client.send(
             Method::PUT,
             &url,
             &headers,
             Payload::File(&file, blob.size),
             what,
         )?;
+        self.check_blob_put(response, blob, &url, what)
+    }
+
+    /// 201 ends an upload; DIGEST_INVALID means our file is not what its digest says.
+    fn check_blob_put(
+        &self,
+        mut response: ureq::http::Response<ureq::Body>,
+        blob: &Blob,
+        url: &str,
+        what: &str,
+    ) -> Result<()> {
         if response.status() == StatusCode::CREATED {
             return Ok(());
         }
@@ -281,7 +298,105 @@ impl Steps<'_> {
                 blob.path.display()
             )));
         }
-        Err(self.client.refusal_error(refusal, &Method::PUT, &url, what))
+        Err(self.client.refusal_error(refusal, &Method::PUT, url, what))
+    }
+
+    /// Chunked upload: `PATCH` each chunk with its `Content-Range`, then `PUT ?digest=`. After
+    /// a failed chunk, asks the registry where the upload stands and goes on from there; when
+    /// it cannot say, the error goes up and the upload starts over in a new session.
+    fn put_chunks(&self, blob: &Blob, location: &str, chunk: u64, what: &str) -> Result<()> {
+        let file = File::open(&blob.path).map_err(|e| {
+            Error::invalid(format!("{what}: cannot open {}: {e}", blob.path.display()))
+        })?;
+        let mut location = location.to_string();
+        let mut offset = 0;
+        let mut attempt = 1;
+        while offset < blob.size {
+            let len = chunk.min(blob.size - offset);
+            match self.patch_chunk(&file, &location, offset, len, what) {
+                Ok((next, stored)) => {
+                    location = next;
+                    offset = stored.unwrap_or(offset + len);
+                }
+                Err(e) if e.is_transient() => {
+                    if !self
+                        .client
+                        .again(attempt, e.retry_after(), what, &e.to_string())?
+                    {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                    (location, offset) = self.upload_status(&location, offset, what)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let url = with_digest(&self.client.url(&location), &blob.digest);
+        let headers = [("content-length", "0")];
+        let response = self
+            .client
+            .send(Method::PUT, &url, &headers, Payload::Empty, what)?;
+        self.check_blob_put(response, blob, &url, what)
+    }
+
+    /// Sends `len` bytes from `offset`; returns the next Location and, when the registry
+    /// says, how many bytes it now holds.
+    fn patch_chunk(
+        &self,
+        file: &File,
+        location: &str,
+        offset: u64,
+        len: u64,
+        what: &str,
+    ) -> Result<(String, Option<u64>)> {
+        let url = self.client.url(location);
+        let range = format!("{offset}-{}", offset + len - 1);
+        let headers = [
+            ("content-type", "application/octet-stream"),
+            ("content-range", range.as_str()),
+        ];
+        let response = self.client.send(
+            Method::PATCH,
+            &url,
+            &headers,
+            Payload::FileRange(file, offset, len),
+            what,
+        )?;
+        let response = self.client.expect(
+            response,
+            &[StatusCode::ACCEPTED],
+            &Method::PATCH,
+            &url,
+            what,
+        )?;
+        Ok((location_of(&response, &url, what)?, stored_bytes(&response)))
+    }
+
+    /// `GET` an upload session: its Location and how many bytes it holds (`Range: 0-N`),
+    /// `confirmed` being what the registry last acknowledged. A session the registry cannot
+    /// report on is given up: the error is transient, so the upload starts over.
+    fn upload_status(&self, location: &str, confirmed: u64, what: &str) -> Result<(String, u64)> {
+        let url = self.client.url(location);
+        let response = self
+            .client
+            .send(Method::GET, &url, &[], Payload::Empty, what)?;
+        let response = self
+            .client
+            .expect(
+                response,
+                &[StatusCode::NO_CONTENT],
+                &Method::GET,
+                &url,
+                what,
+            )
+            .map_err(|e| match e.kind() {
+                Kind::Rejected => e.transient(None),
+                _ => e,
+            })?;
+        let next = location_of(&response, &url, what).unwrap_or_else(|_| location.to_string());
+        // `0-0` is 0 or 1 byte: what we last confirmed tells which.
+        let stored = stored_bytes(&response).unwrap_or(confirmed.min(1));
+        Ok((next, stored))
     }
 
     /// `HEAD .../manifests/REFERENCE`: the digest it resolves to, or None when it does not exist.
@@ -361,8 +476,30 @@ impl Steps<'_> {
     }
 }
 
+/// `URL?digest=...` (or `&digest=` when the URL has a query already).
+fn with_digest(url: &str, digest: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}digest={}", digest.replace(':', "%3A"))
+}
+
+/// How many bytes an upload session holds, from its `Range: 0-N` (N the last byte's index).
+/// `0-0` says nothing: registries send it for an empty session and for one byte alike.
+fn stored_bytes(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    let range = response.headers().get("range")?.to_str().ok()?;
+    let (_, last) = range.trim().trim_start_matches("bytes=").split_once('-')?;
+    match last.parse::<i64>().ok()? {
+        last if last < 0 => Some(0),
+        0 => None,
+        last => Some(last as u64 + 1),
+    }
+}
+
 /// The `Location` of an upload session.
-fn location(response: &ureq::http::Response<ureq::Body>, url: &str, what: &str) -> Result<String> {
+fn location_of(
+    response: &ureq::http::Response<ureq::Body>,
+    url: &str,
+    what: &str,
+) -> Result<String> {
     response
         .headers()
         .get("location")

@@ -243,6 +243,8 @@ fn unreachable_registry_exits_3() {
         layout.path().to_str().unwrap(),
         "-r",
         &format!("127.0.0.1:{port}/app"),
+        "--retries",
+        "0",
     ]);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(

@@ -1,6 +1,8 @@
 //! Registry error answers: the status, and the `{"errors":[{"code","message"}]}` body of the
 //! distribution spec, turned into one line and an exit code.
 
+use std::time::{Duration, SystemTime};
+
 use ureq::http::{Method, Response, StatusCode};
 
 use crate::error::{Error, Kind};
@@ -14,6 +16,7 @@ pub struct Refusal {
     pub status: StatusCode,
     pub codes: Vec<String>,
     detail: String,
+    retry_after: Option<Duration>,
 }
 
 impl Refusal {
@@ -34,6 +37,7 @@ impl Refusal {
             status: response.status(),
             codes,
             detail,
+            retry_after: retry_after(response),
         }
     }
 
@@ -55,11 +59,72 @@ impl Refusal {
         } else {
             Kind::Rejected
         };
-        Error::new(
+        let error = Error::new(
             kind,
             format!("{method} {url} answered {}{}", self.status, self.detail),
-        )
+        );
+        match is_transient(self.status) {
+            true => error.transient(self.retry_after),
+            false => error,
+        }
     }
+}
+
+/// The statuses worth a retry: the registry or something in front of it is busy or failing.
+pub fn is_transient(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+/// `Retry-After`, in seconds or as an HTTP date.
+pub fn retry_after<B>(response: &Response<B>) -> Option<Duration> {
+    let value = response.headers().get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = parse_http_date(value)?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// IMF-fixdate, the HTTP date format: `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn parse_http_date(text: &str) -> Option<SystemTime> {
+    let mut parts = text.split_whitespace().skip(1);
+    let day: u64 = parts.next()?.parse().ok()?;
+    let month_name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month_name)? as u64 + 1;
+    let year: u64 = parts.next()?.parse().ok()?;
+    let mut clock = parts.next()?.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, s) = (clock.next()??, clock.next()??, clock.next()??);
+    if parts.next() != Some("GMT")
+        || !(1..=31).contains(&day)
+        || year < 1970
+        || h > 23
+        || m > 59
+        || s > 60
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), for years from 1970 on.
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    let seconds = days * 86_400 + h * 3600 + m * 60 + s;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
 }
 
 /// The spec's error codes and messages, or the start of a body that is not in that form.
@@ -106,6 +171,29 @@ mod tests {
             detail,
             ": MANIFEST_BLOB_UNKNOWN: blob unknown to registry; DENIED"
         );
+    }
+
+    #[test]
+    fn http_dates() {
+        let at = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(
+            at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            784_111_777
+        );
+        let at = parse_http_date("Thu, 26 Nov 2026 02:19:00 GMT").unwrap();
+        assert_eq!(
+            at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            1_795_659_540
+        );
+        for bad in [
+            "",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "x y z",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -15,15 +15,16 @@ speak TLS, as crane does; `--plain-http` goes straight to HTTP.
 mod auth;
 mod challenge;
 mod error;
+mod retry;
 mod tls;
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ureq::http::{Method, Request, Response, StatusCode};
-use ureq::Agent;
+use ureq::{Agent, SendBody};
 
 use crate::auth::{Credential, Secret};
 use crate::error::{Error, Kind, Result};
@@ -32,7 +33,7 @@ use crate::reference::Repository;
 pub use error::Refusal;
 
 /// How to reach a registry, from the command line.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Connection {
     /// Speak plain HTTP even to a non-loopback registry.
     pub plain_http: bool,
@@ -42,7 +43,27 @@ pub struct Connection {
     pub ca_file: Option<PathBuf>,
     /// Log every request on stderr.
     pub verbose: bool,
+    /// Retries after the first attempt of a request that failed transiently.
+    pub retries: u32,
+    /// The whole push must end within this.
+    pub timeout: Duration,
 }
+
+impl Default for Connection {
+    fn default() -> Connection {
+        Connection {
+            plain_http: false,
+            insecure: false,
+            ca_file: None,
+            verbose: false,
+            retries: DEFAULT_RETRIES,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+pub const DEFAULT_RETRIES: u32 = 4;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// What a request carries.
 #[derive(Clone, Copy)]
@@ -51,6 +72,16 @@ pub enum Payload<'a> {
     Bytes(&'a [u8]),
     /// A file streamed as the body, with its length known up front.
     File(&'a File, u64),
+    /// `len` bytes of a file from `offset`, for one chunk of a chunked upload.
+    FileRange(&'a File, u64, u64),
+}
+
+impl Payload<'_> {
+    /// Whether the client may send it again by itself. A whole blob is not: a failed upload
+    /// needs a new upload session, which is the caller's step to take.
+    fn replayable(&self) -> bool {
+        !matches!(self, Payload::File(..) | Payload::FileRange(..))
+    }
 }
 
 pub struct Client {
@@ -61,6 +92,7 @@ pub struct Client {
     registry: String,
     auth: auth::Auth,
     verbose: bool,
+    policy: retry::Policy,
 }
 
 impl Client {
@@ -98,35 +130,39 @@ impl Client {
             registry: repository.registry().to_string(),
             auth: auth::Auth::new(credential, scopes),
             verbose: connection.verbose,
+            policy: retry::Policy::new(connection.retries, connection.timeout),
         };
         let what = format!("checking registry {}", repository.registry());
-        let mut last_error = None;
-        for scheme in schemes {
+        for (i, scheme) in schemes.iter().enumerate() {
             client.base = format!("{scheme}://{host}");
             let url = client.url("/v2/");
-            // The ping goes without credentials (but for a Bazel helper's headers): its
-            // answer says which scheme the registry wants.
-            let headers = match &client.auth.credential.secret {
-                Secret::Headers(headers) => headers.clone(),
-                _ => Vec::new(),
-            };
-            match client.raw(&Method::GET, &url, &headers, Payload::Empty, &what) {
-                Ok(response) => return client.check_ping(response, &url, &what),
+            if i + 1 == schemes.len() {
+                let response = client.send(Method::GET, &url, &[], Payload::Empty, &what)?;
+                return client.check_ping(response, &url, &what);
+            }
+            // HTTPS first on loopback, once: a plain HTTP registry fails the handshake at once.
+            match client.raw(&Method::GET, &url, &[], Payload::Empty, &what) {
+                Ok(_) => {
+                    // Speaks HTTPS: ping again through the normal path, with auth and retries.
+                    let response = client.send(Method::GET, &url, &[], Payload::Empty, &what)?;
+                    return client.check_ping(response, &url, &what);
+                }
                 // A loopback registry that speaks TLS but is not trusted must say so, not
                 // fall back to plain HTTP and report the TLS server's 400.
-                Err((e, certificate)) if certificate => return Err(e),
-                Err((e, _)) => last_error = Some(e),
+                Err((e, true)) => return Err(e),
+                Err(_) => continue,
             }
         }
-        Err(last_error.unwrap_or_else(|| Error::usage(format!("{what}: no scheme to try"))))
+        Err(Error::usage(format!("{what}: no scheme to try")))
     }
 
     fn check_ping(self, response: Response<ureq::Body>, url: &str, what: &str) -> Result<Client> {
         match response.status() {
             StatusCode::OK => Ok(self),
             StatusCode::UNAUTHORIZED => {
-                self.auth.set_challenge(&challenges(&response));
-                Ok(self)
+                // send() already answered the challenge once: our credentials were refused.
+                let refused = self.expect(response, &[], &Method::GET, url, what);
+                Err(refused.err().unwrap_or_else(|| Error::usage(what.to_string())))
             }
             StatusCode::NOT_FOUND => Err(Error::new(
                 Kind::Rejected,
@@ -161,8 +197,59 @@ impl Client {
         payload: Payload,
         what: &str,
     ) -> Result<Response<ureq::Body>> {
+        let mut attempt = 1;
+        loop {
+            let outcome = self.send_authorized(&method, url, headers, payload, what);
+            let retry = match &outcome {
+                Ok(r) if payload.replayable() && error::is_transient(r.status()) => Some((
+                    format!("{what}: {method} {} answered {}", redact(url), r.status()),
+                    error::retry_after(r),
+                )),
+                Err(e) if payload.replayable() && e.is_transient() => {
+                    Some((e.to_string(), e.retry_after()))
+                }
+                _ => None,
+            };
+            match retry {
+                Some((why, after)) if self.policy.again(attempt, after, what, &why)? => {
+                    attempt += 1;
+                }
+                _ => return outcome,
+            }
+        }
+    }
+
+    /// Runs a step of several requests (a whole blob upload) again while it fails
+    /// transiently, as [`Client::send`] does for single requests.
+    pub fn retrying<T>(&self, what: &str, mut step: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut attempt = 1;
+        loop {
+            match step() {
+                Err(e)
+                    if e.is_transient()
+                        && self
+                            .policy
+                            .again(attempt, e.retry_after(), what, &e.to_string())? =>
+                {
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// One request, authorized when it goes to the registry itself, and sent once more when
+    /// the registry's challenge says a new token or credentials would do.
+    fn send_authorized(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload,
+        what: &str,
+    ) -> Result<Response<ureq::Body>> {
         let to_registry = authority(url) == authority(&self.base);
-        let mut retried = false;
+        let mut answered_challenge = false;
         loop {
             let mut all: Vec<(String, String)> = headers
                 .iter()
@@ -171,16 +258,16 @@ impl Client {
             if to_registry {
                 all.extend(self.auth_headers(what)?);
             }
+            rewind(payload, what)?;
             let response = self
-                .raw(&method, url, &all, payload, what)
+                .raw(method, url, &all, payload, what)
                 .map_err(|(e, _)| e)?;
             if response.status() == StatusCode::UNAUTHORIZED
                 && to_registry
-                && !retried
+                && !answered_challenge
                 && self.auth.refused(&challenges(&response))
             {
-                retried = true;
-                rewind(payload, what)?;
+                answered_challenge = true;
                 continue;
             }
             return Ok(response);
@@ -324,16 +411,27 @@ impl Client {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let started = Instant::now();
+        let Some(remaining) = self.policy.remaining() else {
+            return Err((self.policy.timed_out(what), false));
+        };
         let bad_request = |e: ureq::http::Error| {
             let message = format!("{what}: cannot build request {method} {}: {e}", redact(url));
             (Error::usage(message), false)
         };
         let result = match payload {
-            Payload::Empty => self.agent.run(builder.body(()).map_err(bad_request)?),
-            Payload::Bytes(bytes) => self.agent.run(builder.body(bytes).map_err(bad_request)?),
+            Payload::Empty => self.run(builder.body(()).map_err(bad_request)?, remaining),
+            Payload::Bytes(bytes) => self.run(builder.body(bytes).map_err(bad_request)?, remaining),
             Payload::File(file, len) => {
+                let mut reader = file;
                 let builder = builder.header("content-length", len);
-                self.agent.run(builder.body(file).map_err(bad_request)?)
+                let body = SendBody::from_reader(&mut reader);
+                self.run(builder.body(body).map_err(bad_request)?, remaining)
+            }
+            Payload::FileRange(file, _, len) => {
+                let mut reader = file.take(len);
+                let builder = builder.header("content-length", len);
+                let body = SendBody::from_reader(&mut reader);
+                self.run(builder.body(body).map_err(bad_request)?, remaining)
             }
         };
         if self.verbose {
@@ -347,7 +445,10 @@ impl Client {
                 Err(e) => eprintln!("http: {method} {} -> {e} ({took} ms)", redact(url)),
             }
         }
-        result.map_err(|e| transport_error(e, method, url, what))
+        result.map_err(|e| match (&e, self.policy.remaining()) {
+            (ureq::Error::Timeout(_), None) => (self.policy.timed_out(what), false),
+            _ => transport_error(e, method, url, what),
+        })
     }
 }
 
@@ -361,13 +462,44 @@ fn challenges(response: &Response<ureq::Body>) -> Vec<challenge::Challenge> {
         .collect()
 }
 
-/// Replays a request body: a file is read again from its start.
-fn rewind(payload: Payload, what: &str) -> Result<()> {
-    if let Payload::File(mut file, _) = payload {
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::usage(format!("{what}: cannot rewind the file: {e}")))?;
+impl Client {
+    /// After failed attempt `attempt` of a step the caller retries itself: whether to try
+    /// again (having waited), by the same policy as every request.
+    pub fn again(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        what: &str,
+        why: &str,
+    ) -> Result<bool> {
+        self.policy.again(attempt, retry_after, what, why)
     }
-    Ok(())
+
+    /// Runs a request that may take what is left of the whole push, and no more.
+    fn run(
+        &self,
+        request: Request<impl ureq::AsSendBody>,
+        remaining: Duration,
+    ) -> std::result::Result<Response<ureq::Body>, ureq::Error> {
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(remaining))
+            .build();
+        self.agent.run(request)
+    }
+}
+
+/// Puts a file body at its start before (re)sending it.
+fn rewind(payload: Payload, what: &str) -> Result<()> {
+    let (mut file, offset) = match payload {
+        Payload::File(file, _) => (file, 0),
+        Payload::FileRange(file, offset, _) => (file, offset),
+        _ => return Ok(()),
+    };
+    file.seek(SeekFrom::Start(offset))
+        .map(|_| ())
+        .map_err(|e| Error::usage(format!("{what}: cannot seek in the file: {e}")))
 }
 
 /// `host:port` of an absolute URL, for deciding where credentials may go.
@@ -429,8 +561,23 @@ fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> (E
         ),
         _ => (Kind::Network, "the connection to the registry failed"),
     };
+    // Worth another try: the network or the registry may be back; a name that does not
+    // resolve or a certificate that is not trusted will not change.
+    let transient = matches!(
+        &e,
+        ureq::Error::Timeout(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Io(_)
+            | ureq::Error::Protocol(_)
+    );
     let message = format!("{what}: {method} {} failed: {e} ({hint})", redact(url));
-    (Error::new(kind, message), certificate)
+    let error = Error::new(kind, message);
+    let error = if transient {
+        error.transient(None)
+    } else {
+        error
+    };
+    (error, certificate)
 }
 
 #[cfg(test)]
