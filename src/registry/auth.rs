@@ -187,8 +187,13 @@ impl Auth {
                 }
                 let new_scope = state.scopes.len() > before;
                 let expired = bearer.param("error") == Some("invalid_token");
-                let had_token = state.token.take().is_some();
-                new_scope || expired || !had_token
+                // A token refused for what it is (not for a scope it lacks) stays: asking
+                // again for the same scopes would get the same answer.
+                let retry = new_scope || expired || state.token.is_none();
+                if retry {
+                    state.token = None;
+                }
+                retry
             }
         }
     }

@@ -238,8 +238,8 @@ impl Client {
         }
     }
 
-    /// One request, authorized when it goes to the registry itself, and sent once more when
-    /// the registry's challenge says a new token or credentials would do.
+    /// One request, authorized when it goes to the registry itself, and sent again when the
+    /// registry's challenge says a new token or credentials would do.
     fn send_authorized(
         &self,
         method: &Method,
@@ -249,7 +249,9 @@ impl Client {
         what: &str,
     ) -> Result<Response<ureq::Body>> {
         let to_registry = authority(url) == authority(&self.base);
-        let mut answered_challenge = false;
+        // Twice at most: learning the scheme (Basic or Bearer), then a token that expired on
+        // the way or lacked a scope.
+        let mut challenges_answered = 0;
         loop {
             let mut all: Vec<(String, String)> = headers
                 .iter()
@@ -264,10 +266,10 @@ impl Client {
                 .map_err(|(e, _)| e)?;
             if response.status() == StatusCode::UNAUTHORIZED
                 && to_registry
-                && !answered_challenge
+                && challenges_answered < 2
                 && self.auth.refused(&challenges(&response))
             {
-                answered_challenge = true;
+                challenges_answered += 1;
                 continue;
             }
             return Ok(response);
@@ -538,11 +540,17 @@ fn percent_encode(text: &str) -> String {
 }
 
 fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> (Error, bool) {
+    // rustls failures reach us directly or wrapped in the I/O error of the TLS stream.
+    let tls_error = match &e {
+        ureq::Error::Rustls(tls) => Some(tls),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
     let certificate = matches!(
-        &e,
-        ureq::Error::Rustls(
-            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-        )
+        tls_error,
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
     );
     let (kind, hint) = match &e {
         ureq::Error::Timeout(_) => (Kind::Timeout, "the registry did not answer in time"),
@@ -555,7 +563,7 @@ fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> (E
             Kind::Network,
             "the registry's certificate is not trusted; pass its CA with --ca-file, or --insecure to skip verification",
         ),
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => (
+        _ if tls_error.is_some() || matches!(e, ureq::Error::Tls(_)) => (
             Kind::Network,
             "TLS failed; for a registry without TLS use --plain-http, for a private CA --ca-file",
         ),
@@ -563,13 +571,14 @@ fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> (E
     };
     // Worth another try: the network or the registry may be back; a name that does not
     // resolve or a certificate that is not trusted will not change.
-    let transient = matches!(
-        &e,
-        ureq::Error::Timeout(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::Io(_)
-            | ureq::Error::Protocol(_)
-    );
+    let transient = tls_error.is_none()
+        && matches!(
+            &e,
+            ureq::Error::Timeout(_)
+                | ureq::Error::ConnectionFailed
+                | ureq::Error::Io(_)
+                | ureq::Error::Protocol(_)
+        );
     let message = format!("{what}: {method} {} failed: {e} ({hint})", redact(url));
     let error = Error::new(kind, message);
     let error = if transient {
