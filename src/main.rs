@@ -25,7 +25,11 @@ fn main() -> ExitCode {
 fn run() -> Result<()> {
     match cli::parse(std::env::args_os().skip(1))? {
         Command::Help => print(cli::HELP.trim_end()),
-        Command::Version => print(&format!("oci-push {}", env!("CARGO_PKG_VERSION"))),
+        Command::Version => print(&format!(
+            "oci-push {} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("OCI_PUSH_GIT_COMMIT")
+        )),
         Command::Verify(plan) => verify(plan),
         Command::Push(plan) => push(plan),
     }
