@@ -11,6 +11,7 @@ use crate::auth;
 use crate::error::{Error, Result};
 use crate::reference::Repository;
 use crate::registry::Connection;
+use crate::report;
 use crate::tags;
 use crate::units;
 
@@ -67,6 +68,16 @@ CONNECTION:
     --verbose                Log every HTTP request on stderr (secrets are never shown).
     HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are honoured.
 
+OUTPUT:
+    -q, --quiet              Print only the final REPO@DIGEST line (and errors).
+    --format FORMAT          text (default) or json: one JSON object on stdout instead of
+                             the final line, with the digest, every blob's and tag's
+                             outcome, bytes and timing (docs/cli.md has its schema).
+                             Progress goes to stderr: live bars on a terminal, one plain
+                             line per step otherwise.
+    --dry-run                Ask the registry what it has (HEAD requests only) and print
+                             what a push would upload, mount, skip and tag; write nothing.
+
 OTHER:
     --verify                 Check the layout offline instead of pushing: every blob and
                              manifest hashed against its digest, every tag checked. Prints
@@ -108,6 +119,9 @@ struct Args {
     retries: Option<String>,
     timeout: Option<String>,
     chunk_size: Option<String>,
+    quiet: bool,
+    format: Option<String>,
+    dry_run: bool,
     verify: bool,
 }
 
@@ -133,6 +147,12 @@ pub struct Plan {
     pub jobs: usize,
     /// Upload blobs in chunks of this many bytes, when set.
     pub chunk_size: Option<u64>,
+    /// No progress, no summary.
+    pub quiet: bool,
+    /// The result as one JSON object on stdout.
+    pub json: bool,
+    /// Ask, do not write.
+    pub dry_run: bool,
     /// Repositories (`host/path`) to mount blobs from, as given.
     pub mount_from: Vec<Repository>,
 }
@@ -178,6 +198,11 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Short('j') | Long("jobs") => {
                 args.jobs = Some(string(parser.value().map_err(usage)?, "--jobs")?)
             }
+            Short('q') | Long("quiet") => args.quiet = true,
+            Long("format") => {
+                args.format = Some(string(parser.value().map_err(usage)?, "--format")?)
+            }
+            Long("dry-run") => args.dry_run = true,
             Long("retries") => {
                 args.retries = Some(string(parser.value().map_err(usage)?, "--retries")?)
             }
@@ -265,6 +290,13 @@ impl Args {
                 }
             },
         };
+        let json = match self.format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(Error::usage(format!("--format {other}: give text or json")))
+            }
+        };
         let mut connection = self.connection;
         if let Some(text) = &self.retries {
             connection.retries = match text.parse::<u32>() {
@@ -298,6 +330,9 @@ impl Args {
             digest_file: self.digest_file,
             connection,
             chunk_size,
+            quiet: self.quiet,
+            json,
+            dry_run: self.dry_run,
             auth: auth::Options {
                 flags,
                 credential_helper: self.credential_helper,
@@ -317,6 +352,20 @@ fn read_password_stdin() -> Result<String> {
         return Err(Error::usage("--password-stdin: stdin held no password"));
     }
     Ok(trimmed.to_string())
+}
+
+impl Plan {
+    /// How to show progress: nothing when quiet, bars on a terminal, lines elsewhere.
+    pub fn style(&self) -> report::Style {
+        use std::io::IsTerminal;
+        if self.quiet {
+            report::Style::Quiet
+        } else if std::io::stderr().is_terminal() {
+            report::Style::Bars
+        } else {
+            report::Style::Lines
+        }
+    }
 }
 
 fn read_repository_file(path: &std::path::Path) -> Result<Repository> {

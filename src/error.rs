@@ -89,6 +89,10 @@ impl Error {
         self.kind
     }
 
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// Adds what we were doing in front of the message, keeping the kind.
     pub fn context(self, what: impl fmt::Display) -> Error {
         Error {

@@ -37,6 +37,14 @@ pub struct Blob {
     pub digest: String,
     pub size: u64,
     pub path: PathBuf,
+    pub kind: BlobKind,
+}
+
+/// What a blob is to the image: reported to people and in JSON, never used for protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobKind {
+    Config,
+    Layer,
 }
 
 /// A manifest or index to push, with the exact bytes from the layout (its digest never changes).
@@ -54,6 +62,9 @@ pub struct Layout {
     pub blobs: Vec<Blob>,
     /// Every manifest, children before the index that names them; the last one is the top.
     pub manifests: Vec<Manifest>,
+    /// The platforms of the image (`linux/amd64`, `linux/arm64/v8`): the top index's entries,
+    /// or a single image's config. Empty when the layout does not say.
+    pub platforms: Vec<String>,
     /// The `org.opencontainers.image.base.name` annotations: where the base image came from,
     /// a hint of where to mount its layers from.
     pub base_names: Vec<String>,
@@ -69,6 +80,7 @@ impl Layout {
             blobs: Vec::new(),
             manifests: Vec::new(),
             base_names: Vec::new(),
+            platforms: Vec::new(),
             seen: HashSet::new(),
         };
         reader.visit(&top, 0)?;
@@ -76,6 +88,7 @@ impl Layout {
             blobs: reader.blobs,
             manifests: reader.manifests,
             base_names: reader.base_names,
+            platforms: reader.platforms,
         })
     }
 
@@ -109,6 +122,7 @@ struct Reader<'a> {
     blobs: Vec<Blob>,
     manifests: Vec<Manifest>,
     base_names: Vec<String>,
+    platforms: Vec<String>,
     seen: HashSet<String>,
 }
 
@@ -142,14 +156,28 @@ impl Reader<'_> {
             OCI_INDEX | DOCKER_MANIFEST_LIST => {
                 let index: ImageIndex = serde_json::from_slice(&bytes).map_err(parse_error)?;
                 for child in index.manifests() {
+                    if depth == 0 {
+                        if let Some(platform) = child.platform() {
+                            self.platforms.push(platform_name(
+                                platform.os().to_string(),
+                                platform.architecture().to_string(),
+                                platform.variant().clone(),
+                            ));
+                        }
+                    }
                     self.visit(child, depth + 1)?;
                 }
             }
             OCI_MANIFEST | DOCKER_MANIFEST => {
                 let manifest: ImageManifest =
                     serde_json::from_slice(&bytes).map_err(parse_error)?;
-                for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
-                    self.add_blob(blob)?;
+                self.add_blob(manifest.config(), BlobKind::Config)?;
+                for layer in manifest.layers() {
+                    self.add_blob(layer, BlobKind::Layer)?;
+                }
+                if depth == 0 {
+                    self.platforms
+                        .extend(config_platform(&self.blob_path(manifest.config())?));
                 }
                 let base = manifest
                     .annotations()
@@ -177,7 +205,7 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn add_blob(&mut self, desc: &Descriptor) -> Result<()> {
+    fn add_blob(&mut self, desc: &Descriptor, kind: BlobKind) -> Result<()> {
         let digest = desc.digest().to_string();
         if !self.seen.insert(digest.clone()) {
             return Ok(());
@@ -187,6 +215,7 @@ impl Reader<'_> {
             digest,
             size: desc.size(),
             path,
+            kind,
         });
         Ok(())
     }
@@ -227,6 +256,29 @@ impl Reader<'_> {
         }
         Ok(path)
     }
+}
+
+/// `os/arch` or `os/arch/variant`.
+fn platform_name(os: String, architecture: String, variant: Option<String>) -> String {
+    match variant {
+        Some(variant) if !variant.is_empty() => format!("{os}/{architecture}/{variant}"),
+        _ => format!("{os}/{architecture}"),
+    }
+}
+
+/// The platform an image config names, for reports; a config that does not say is no error.
+fn config_platform(path: &Path) -> Option<String> {
+    const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+    if fs::metadata(path).ok()?.len() > MAX_CONFIG_BYTES {
+        return None;
+    }
+    let config: serde_json::Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+    let text = |key: &str| config.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    Some(platform_name(
+        text("os")?,
+        text("architecture")?,
+        text("variant"),
+    ))
 }
 
 fn check_layout_marker(dir: &Path) -> Result<()> {

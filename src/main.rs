@@ -67,6 +67,39 @@ fn push(plan: Plan) -> Result<()> {
     if plan.connection.insecure {
         eprintln!("warning: --insecure: the registry's TLS certificate is not verified");
     }
+    let reporter = report::Reporter::new(plan.style(), &repository.to_string(), &layout);
+    let result = connect_and_push(&plan, repository, &layout, &reporter);
+    reporter.finish(result.is_ok());
+    if plan.json {
+        if result.is_err() {
+            reporter.not_attempted(&plan.tags);
+        }
+        let error = result.as_ref().err();
+        let json = reporter.json(error.map(|e| (e.message(), e.kind().exit_code())));
+        print(&json.to_string())?;
+    }
+    let digest = result?;
+    let line = format!("{repository}@{digest}");
+    if plan.dry_run {
+        // Nothing was pushed: no digest file, which would say otherwise.
+        return if plan.json { Ok(()) } else { print(&line) };
+    }
+    if let Some(path) = &plan.digest_file {
+        write_digest_file(path, &line)?;
+    }
+    if plan.json {
+        Ok(())
+    } else {
+        print(&line)
+    }
+}
+
+fn connect_and_push(
+    plan: &Plan,
+    repository: &reference::Repository,
+    layout: &Layout,
+    reporter: &report::Reporter,
+) -> Result<String> {
     let credential = auth::find(repository, &plan.auth)?;
     let options = push::Options {
         jobs: plan.jobs,
@@ -82,13 +115,8 @@ fn push(plan: Plan) -> Result<()> {
             .map(|from| format!("repository:{from}:pull")),
     );
     let client = registry::Client::connect(repository, &plan.connection, credential, &scopes)?;
-    let observer = report::Lines {
-        repository: repository.to_string(),
-    };
-    let digest = push::push(
-        &client, repository, &layout, &plan.tags, &options, &observer,
-    )?;
-    finish(&plan, &format!("{repository}@{digest}"))
+    let run = if plan.dry_run { push::plan } else { push::push };
+    run(&client, repository, layout, &plan.tags, &options, reporter)
 }
 
 /// The repository paths to mount blobs from: `--mount-from` first, then the layout's base image
@@ -110,14 +138,6 @@ fn mount_sources(
         }
     }
     sources
-}
-
-/// Prints the result line last on stdout, and writes it to the digest file when asked.
-fn finish(plan: &Plan, line: &str) -> Result<()> {
-    if let Some(path) = &plan.digest_file {
-        write_digest_file(path, line)?;
-    }
-    print(line)
 }
 
 fn write_digest_file(path: &std::path::Path, line: &str) -> Result<()> {

@@ -19,7 +19,7 @@ use ureq::http::{Method, StatusCode};
 use crate::error::{Error, Kind, Result};
 use crate::layout::{Blob, Layout, Manifest};
 use crate::reference::Repository;
-use crate::registry::{Client, Payload, Refusal};
+use crate::registry::{Client, FileBody, Payload, Refusal};
 
 /// What happened to a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,17 +39,26 @@ pub enum TagOutcome {
     Unchanged,
 }
 
+/// What happens, in order. In a dry run the outcomes are what would happen.
 pub enum Event<'a> {
     Start {
-        blobs: usize,
-        manifests: usize,
-        bytes: u64,
+        dry_run: bool,
     },
     /// The registry has the whole image already: no blob or manifest is sent.
     ImageExists(&'a Manifest),
+    /// A blob's bytes start going out.
+    BlobUploading(&'a Blob),
+    /// How far into the blob the upload is (bytes); it goes back when an upload starts over.
+    BlobProgress(&'a Blob, u64),
     Blob(&'a Blob, BlobOutcome),
     Manifest(&'a Manifest),
-    Tag(&'a str, TagOutcome),
+    Tag {
+        tag: &'a str,
+        outcome: TagOutcome,
+        /// The digest the tag pointed at before, if it existed.
+        previous: Option<&'a str>,
+    },
+    TagFailed(&'a str),
 }
 
 /// Receives events, possibly from several upload threads at once.
@@ -82,12 +91,9 @@ pub fn push(
         client,
         repository,
         options,
+        observer,
     };
-    observer.event(Event::Start {
-        blobs: layout.blobs.len(),
-        manifests: layout.manifests.len(),
-        bytes: layout.blobs.iter().map(|b| b.size).sum(),
-    });
+    observer.event(Event::Start { dry_run: false });
     let top = layout.top();
     // A registry holds a manifest only once everything it references is there, so when the top
     // manifest exists, so does the rest.
@@ -101,15 +107,79 @@ pub fn push(
         }
     }
     for (done, tag) in tags.iter().enumerate() {
-        let outcome = steps.tag(top, tag).map_err(|e| {
+        let applied = steps.manifest_digest(tag).and_then(|previous| {
+            let outcome = if previous.as_deref() == Some(top.digest.as_str()) {
+                TagOutcome::Unchanged
+            } else {
+                steps.put_manifest(top, tag)?;
+                TagOutcome::Applied
+            };
+            observer.event(Event::Tag {
+                tag,
+                outcome,
+                previous: previous.as_deref(),
+            });
+            Ok(())
+        });
+        if let Err(e) = applied {
+            observer.event(Event::TagFailed(tag));
             let applied = list(&tags[..done]);
             let skipped = list(&tags[done + 1..]);
-            e.context(format!(
+            return Err(e.context(format!(
                 "tag '{tag}' failed (the image is pushed as {repository}@{}; tags applied: {applied}; not attempted: {skipped})",
                 top.digest
-            ))
-        })?;
-        observer.event(Event::Tag(tag, outcome));
+            )));
+        }
+    }
+    Ok(top.digest.clone())
+}
+
+/// A dry run: asks the registry what it has (HEAD requests only) and reports, as events, what
+/// a push would upload, mount or skip and which tags would change. Writes nothing.
+pub fn plan(
+    client: &Client,
+    repository: &Repository,
+    layout: &Layout,
+    tags: &[String],
+    options: &Options,
+    observer: &dyn Observer,
+) -> Result<String> {
+    let steps = Steps {
+        client,
+        repository,
+        options,
+        observer,
+    };
+    observer.event(Event::Start { dry_run: true });
+    let top = layout.top();
+    if steps.manifest_digest(&top.digest)?.is_some() {
+        observer.event(Event::ImageExists(top));
+    } else {
+        for blob in &layout.blobs {
+            let outcome = if steps.blob_exists(blob, repository.path())? {
+                BlobOutcome::Exists
+            } else if steps.mountable(blob)? {
+                BlobOutcome::Mounted
+            } else {
+                BlobOutcome::Uploaded
+            };
+            observer.event(Event::Blob(blob, outcome));
+        }
+        for manifest in &layout.manifests {
+            observer.event(Event::Manifest(manifest));
+        }
+    }
+    for tag in tags {
+        let previous = steps.manifest_digest(tag)?;
+        let outcome = match previous.as_deref() == Some(top.digest.as_str()) {
+            true => TagOutcome::Unchanged,
+            false => TagOutcome::Applied,
+        };
+        observer.event(Event::Tag {
+            tag,
+            outcome,
+            previous: previous.as_deref(),
+        });
     }
     Ok(top.digest.clone())
 }
@@ -167,6 +237,7 @@ struct Steps<'a> {
     client: &'a Client,
     repository: &'a Repository,
     options: &'a Options,
+    observer: &'a dyn Observer,
 }
 
 impl Steps<'_> {
@@ -176,7 +247,7 @@ impl Steps<'_> {
     }
 
     fn push_blob(&self, blob: &Blob) -> Result<BlobOutcome> {
-        if self.blob_exists(blob)? {
+        if self.blob_exists(blob, self.repository.path())? {
             return Ok(BlobOutcome::Exists);
         }
         let what = format!("uploading blob {} ({})", blob.digest, blob.path.display());
@@ -207,8 +278,21 @@ impl Steps<'_> {
         Ok(BlobOutcome::Uploaded)
     }
 
-    fn blob_exists(&self, blob: &Blob) -> Result<bool> {
-        let url = self.url(&format!("blobs/{}", blob.digest));
+    /// Whether some `--mount-from` repository has the blob (for a dry run, which may not POST).
+    fn mountable(&self, blob: &Blob) -> Result<bool> {
+        for from in &self.options.mount_from {
+            if self.blob_exists(blob, from)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `HEAD /v2/REPO/blobs/DIGEST` in `repository_path`.
+    fn blob_exists(&self, blob: &Blob, repository_path: &str) -> Result<bool> {
+        let url = self
+            .client
+            .url(&format!("/v2/{repository_path}/blobs/{}", blob.digest));
         let what = format!("checking blob {}", blob.digest);
         let response = self
             .client
@@ -269,13 +353,17 @@ impl Steps<'_> {
             Error::invalid(format!("{what}: cannot open {}: {e}", blob.path.display()))
         })?;
         let headers = [("content-type", "application/octet-stream")];
-        let response = self.client.send(
-            Method::PUT,
-            &url,
-            &headers,
-            Payload::File(&file, blob.size),
-            what,
-        )?;
+        self.observer.event(Event::BlobUploading(blob));
+        let progress = |at| self.observer.event(Event::BlobProgress(blob, at));
+        let body = FileBody {
+            file: &file,
+            offset: 0,
+            len: blob.size,
+            progress: Some(&progress),
+        };
+        let response = self
+            .client
+            .send(Method::PUT, &url, &headers, Payload::File(body), what)?;
         self.check_blob_put(response, blob, &url, what)
     }
 
@@ -311,9 +399,10 @@ impl Steps<'_> {
         let mut location = location.to_string();
         let mut offset = 0;
         let mut attempt = 1;
+        self.observer.event(Event::BlobUploading(blob));
         while offset < blob.size {
             let len = chunk.min(blob.size - offset);
-            match self.patch_chunk(&file, &location, offset, len, what) {
+            match self.patch_chunk(blob, &file, &location, offset, len, what) {
                 Ok((next, stored)) => {
                     location = next;
                     offset = stored.unwrap_or(offset + len);
@@ -343,6 +432,7 @@ impl Steps<'_> {
     /// says, how many bytes it now holds.
     fn patch_chunk(
         &self,
+        blob: &Blob,
         file: &File,
         location: &str,
         offset: u64,
@@ -355,13 +445,16 @@ impl Steps<'_> {
             ("content-type", "application/octet-stream"),
             ("content-range", range.as_str()),
         ];
-        let response = self.client.send(
-            Method::PATCH,
-            &url,
-            &headers,
-            Payload::FileRange(file, offset, len),
-            what,
-        )?;
+        let progress = |at| self.observer.event(Event::BlobProgress(blob, at));
+        let body = FileBody {
+            file,
+            offset,
+            len,
+            progress: Some(&progress),
+        };
+        let response =
+            self.client
+                .send(Method::PATCH, &url, &headers, Payload::File(body), what)?;
         let response = self.client.expect(
             response,
             &[StatusCode::ACCEPTED],
@@ -426,15 +519,6 @@ impl Steps<'_> {
                 .unwrap_or_default()
                 .to_string(),
         ))
-    }
-
-    /// Points `tag` at `manifest`, unless it already points there.
-    fn tag(&self, manifest: &Manifest, tag: &str) -> Result<TagOutcome> {
-        if self.manifest_digest(tag)?.as_deref() == Some(manifest.digest.as_str()) {
-            return Ok(TagOutcome::Unchanged);
-        }
-        self.put_manifest(manifest, tag)?;
-        Ok(TagOutcome::Applied)
     }
 
     /// `PUT` a manifest under `reference`: its digest, or a tag.

@@ -1,43 +1,514 @@
 /*!
-What people see on stderr while a push runs: one plain line per step, readable in a CI log.
+What people and scripts see: progress while the push runs, a summary at the end, and the result
+as JSON for `--format json`.
+
+Progress goes to stderr in one of three styles: live bars on a terminal (cleared when done),
+plain lines elsewhere (a CI log reads top to bottom, without carriage returns), or nothing with
+`--quiet`. Every event is also recorded, for the summary and the JSON.
 */
 
-use crate::push::{BlobOutcome, Event, Observer, TagOutcome};
-use crate::units::human_size;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// Writes one line per event to stderr.
-pub struct Lines {
-    pub repository: String,
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::layout::{BlobKind, Layout, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use crate::push::{BlobOutcome, Event, Observer, TagOutcome};
+use crate::units::{human_duration, human_size};
+
+/// How progress is shown on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    Quiet,
+    Lines,
+    Bars,
 }
 
-impl Observer for Lines {
-    fn event(&self, event: Event) {
-        match event {
-            Event::Start {
-                blobs,
-                manifests,
-                bytes,
-            } => eprintln!(
-                "pushing {blobs} blob(s) ({}) and {manifests} manifest(s) to {}",
-                human_size(bytes),
-                self.repository
-            ),
-            Event::Blob(blob, outcome) => {
-                let word = match outcome {
-                    BlobOutcome::Exists => "exists  ",
-                    BlobOutcome::Mounted => "mounted ",
-                    BlobOutcome::Uploaded => "uploaded",
-                };
-                eprintln!(
-                    "  blob     {word} {} {}",
-                    blob.digest,
-                    human_size(blob.size)
-                );
-            }
-            Event::Manifest(m) => eprintln!("  manifest pushed   {} {}", m.digest, m.media_type),
-            Event::ImageExists(m) => eprintln!("  manifest exists   {} {}", m.digest, m.media_type),
-            Event::Tag(tag, TagOutcome::Applied) => eprintln!("  tag      applied  {tag}"),
-            Event::Tag(tag, TagOutcome::Unchanged) => eprintln!("  tag      unchanged {tag}"),
+/// The image being pushed, as reports describe it.
+struct Image {
+    repository: String,
+    digest: String,
+    media_type: String,
+    platforms: Vec<String>,
+    layers: usize,
+    bytes: u64,
+    blobs: usize,
+    manifests: usize,
+}
+
+#[derive(Default)]
+struct Record {
+    dry_run: bool,
+    image_exists: bool,
+    blobs: Vec<BlobRecord>,
+    /// When each blob's upload started, for its time.
+    started: HashMap<String, Instant>,
+    tags: Vec<TagRecord>,
+}
+
+struct BlobRecord {
+    digest: String,
+    size: u64,
+    kind: BlobKind,
+    outcome: BlobOutcome,
+    seconds: Option<f64>,
+}
+
+struct TagRecord {
+    tag: String,
+    /// `applied`, `unchanged` or `failed`.
+    outcome: &'static str,
+    previous: Option<String>,
+}
+
+/// Receives the push's events; shows and records them.
+pub struct Reporter {
+    style: Style,
+    image: Image,
+    record: Mutex<Record>,
+    bars: Option<Bars>,
+    started: Instant,
+}
+
+impl Reporter {
+    pub fn new(style: Style, repository: &str, layout: &Layout) -> Reporter {
+        let top = layout.top();
+        let image = Image {
+            repository: repository.to_string(),
+            digest: top.digest.clone(),
+            media_type: top.media_type.clone(),
+            platforms: layout.platforms.clone(),
+            layers: layout
+                .blobs
+                .iter()
+                .filter(|b| b.kind == BlobKind::Layer)
+                .count(),
+            bytes: layout.blobs.iter().map(|b| b.size).sum(),
+            blobs: layout.blobs.len(),
+            manifests: layout.manifests.len(),
+        };
+        let bars = (style == Style::Bars).then(|| Bars::new(image.bytes));
+        Reporter {
+            style,
+            image,
+            record: Mutex::new(Record::default()),
+            bars,
+            started: Instant::now(),
         }
     }
+
+    fn record(&self) -> std::sync::MutexGuard<'_, Record> {
+        // A panic elsewhere while holding the lock leaves plain data: keep reporting.
+        self.record.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One line of progress: printed above the bars on a terminal, as is elsewhere.
+    fn line(&self, text: String) {
+        match (&self.bars, self.style) {
+            (_, Style::Quiet) => {}
+            (Some(bars), _) => bars.multi.suspend(|| eprintln!("{text}")),
+            (None, _) => eprintln!("{text}"),
+        }
+    }
+
+    /// Clears the bars and prints the summary (unless quiet). `outcome` is the top digest, or
+    /// the error that ended the run.
+    pub fn finish(&self, succeeded: bool) {
+        if let Some(bars) = &self.bars {
+            bars.multi.clear().ok();
+        }
+        if self.style == Style::Quiet || !succeeded {
+            return;
+        }
+        for line in self.summary() {
+            eprintln!("{line}");
+        }
+    }
+
+    fn summary(&self) -> Vec<String> {
+        let record = self.record();
+        let image = &self.image;
+        // Past tense for what was done, conditional for what a dry run would do.
+        let words = if record.dry_run {
+            ["dry run for", "would send", "would mount", "would apply"]
+        } else {
+            ["pushed", "sent", "mounted", "applied"]
+        };
+        let [verb, send, mount, apply] = words;
+        let mut lines = vec![format!("{verb} {}@{}", image.repository, image.digest)];
+        let mut what = vec![describe_media_type(&image.media_type).to_string()];
+        match image.platforms.as_slice() {
+            [] => {}
+            [one] => what.push(one.clone()),
+            many => what.push(format!("{} platforms ({})", many.len(), many.join(", "))),
+        }
+        what.push(format!("{} layer(s)", image.layers));
+        what.push(human_size(image.bytes));
+        lines.push(format!("  image:  {}", what.join(", ")));
+        let totals = Totals::of(&record, image.bytes);
+        lines.push(if record.image_exists {
+            format!(
+                "  blobs:  none {}: the registry has the image ({})",
+                if record.dry_run { "to send" } else { "sent" },
+                human_size(image.bytes)
+            )
+        } else {
+            format!(
+                "  blobs:  {send} {} ({}), {mount} {} ({}), already there {} ({})",
+                human_size(totals.sent),
+                totals.sent_count,
+                human_size(totals.mounted),
+                totals.mounted_count,
+                human_size(totals.skipped),
+                totals.skipped_count,
+            )
+        });
+        let applied: Vec<&str> = record
+            .tags
+            .iter()
+            .filter(|t| t.outcome == "applied")
+            .map(|t| t.tag.as_str())
+            .collect();
+        let unchanged: Vec<&str> = record
+            .tags
+            .iter()
+            .filter(|t| t.outcome == "unchanged")
+            .map(|t| t.tag.as_str())
+            .collect();
+        let mut tags = Vec::new();
+        if !applied.is_empty() {
+            tags.push(format!("{apply} {}", applied.join(", ")));
+        }
+        if !unchanged.is_empty() {
+            tags.push(format!("unchanged {}", unchanged.join(", ")));
+        }
+        if tags.is_empty() {
+            tags.push("none (pushed by digest only)".to_string());
+        }
+        lines.push(format!("  tags:   {}", tags.join("; ")));
+        lines.push(format!(
+            "  time:   {}",
+            human_duration(self.started.elapsed())
+        ));
+        lines
+    }
+
+    /// The result for `--format json`; `error` is the message and exit code of a failed run.
+    pub fn json(&self, error: Option<(&str, u8)>) -> serde_json::Value {
+        let record = self.record();
+        let image = &self.image;
+        let totals = Totals::of(&record, image.bytes);
+        let blobs: Vec<serde_json::Value> = record
+            .blobs
+            .iter()
+            .map(|b| {
+                json!({
+                    "digest": b.digest,
+                    "size": b.size,
+                    "kind": match b.kind { BlobKind::Config => "config", BlobKind::Layer => "layer" },
+                    "outcome": outcome_name(b.outcome),
+                    "seconds": b.seconds,
+                })
+            })
+            .collect();
+        let tags: Vec<serde_json::Value> = record
+            .tags
+            .iter()
+            .map(|t| json!({"tag": t.tag, "outcome": t.outcome, "previous": t.previous}))
+            .collect();
+        json!({
+            "repository": image.repository,
+            "digest": image.digest,
+            "reference": format!("{}@{}", image.repository, image.digest),
+            "mediaType": image.media_type,
+            "platforms": image.platforms,
+            "dryRun": record.dry_run,
+            "imageExisted": record.image_exists,
+            "blobs": blobs,
+            "tags": tags,
+            "bytes": {
+                "total": image.bytes,
+                "sent": totals.sent,
+                "mounted": totals.mounted,
+                "skipped": totals.skipped,
+            },
+            "seconds": round_ms(self.started.elapsed()),
+            "error": error.map(|(message, code)| json!({"message": message, "exitCode": code})),
+        })
+    }
+
+    /// Tags the run never got to, after a failure: reported as `notAttempted` in the JSON.
+    pub fn not_attempted(&self, tags: &[String]) {
+        let mut record = self.record();
+        let seen: Vec<String> = record.tags.iter().map(|t| t.tag.clone()).collect();
+        for tag in tags.iter().filter(|t| !seen.contains(t)) {
+            record.tags.push(TagRecord {
+                tag: tag.clone(),
+                outcome: "notAttempted",
+                previous: None,
+            });
+        }
+    }
+}
+
+impl Observer for Reporter {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Start { dry_run } => {
+                self.record().dry_run = dry_run;
+                let image = &self.image;
+                let head = if dry_run {
+                    "dry run: nothing will be written to"
+                } else {
+                    "pushing to"
+                };
+                self.line(format!(
+                    "{head} {}: {} blob(s) ({}), {} manifest(s)",
+                    image.repository,
+                    image.blobs,
+                    human_size(image.bytes),
+                    image.manifests
+                ));
+            }
+            Event::ImageExists(m) => {
+                self.record().image_exists = true;
+                if let Some(bars) = &self.bars {
+                    bars.total.set_position(self.image.bytes);
+                }
+                self.line(format!(
+                    "  {:<12} {} {} (the registry has the image: no blob is sent)",
+                    "exists", m.digest, m.media_type
+                ));
+            }
+            Event::BlobUploading(blob) => {
+                self.record()
+                    .started
+                    .entry(blob.digest.clone())
+                    .or_insert_with(Instant::now);
+                match &self.bars {
+                    Some(bars) => bars.start(blob),
+                    None => self.line(format!(
+                        "  {:<12} {} {}",
+                        "uploading",
+                        blob.digest,
+                        human_size(blob.size)
+                    )),
+                }
+            }
+            Event::BlobProgress(blob, at) => {
+                if let Some(bars) = &self.bars {
+                    bars.advance(blob, at);
+                }
+            }
+            Event::Blob(blob, outcome) => {
+                let seconds = self.record().started.get(&blob.digest).map(|t| t.elapsed());
+                if let Some(bars) = &self.bars {
+                    bars.done(blob);
+                }
+                let dry_run = self.record().dry_run;
+                let word = match (outcome, dry_run) {
+                    (BlobOutcome::Exists, _) => "exists",
+                    (BlobOutcome::Mounted, false) => "mounted",
+                    (BlobOutcome::Uploaded, false) => "uploaded",
+                    (BlobOutcome::Mounted, true) => "would mount",
+                    (BlobOutcome::Uploaded, true) => "would upload",
+                };
+                let took = match seconds {
+                    Some(t) if outcome == BlobOutcome::Uploaded => {
+                        format!(" in {}", human_duration(t))
+                    }
+                    _ => String::new(),
+                };
+                self.line(format!(
+                    "  {word:<12} {} {}{took}",
+                    blob.digest,
+                    human_size(blob.size)
+                ));
+                self.record().blobs.push(BlobRecord {
+                    digest: blob.digest.clone(),
+                    size: blob.size,
+                    kind: blob.kind,
+                    outcome,
+                    seconds: seconds
+                        .filter(|_| outcome == BlobOutcome::Uploaded)
+                        .map(round_ms),
+                });
+            }
+            Event::Manifest(m) => {
+                let word = if self.record().dry_run {
+                    "would push"
+                } else {
+                    "manifest"
+                };
+                self.line(format!("  {word:<12} {} {}", m.digest, m.media_type));
+            }
+            Event::Tag {
+                tag,
+                outcome,
+                previous,
+            } => {
+                let dry_run = self.record().dry_run;
+                let (word, note) = match (outcome, previous, dry_run) {
+                    (TagOutcome::Unchanged, _, _) => {
+                        ("unchanged", " (already points at the image)".to_string())
+                    }
+                    (TagOutcome::Applied, None, false) => ("tagged", String::new()),
+                    (TagOutcome::Applied, Some(old), false) => ("tagged", format!(" (was {old})")),
+                    (TagOutcome::Applied, None, true) => ("would tag", " (new tag)".to_string()),
+                    (TagOutcome::Applied, Some(old), true) => {
+                        ("would move", format!(" from {old}"))
+                    }
+                };
+                self.line(format!("  {word:<12} {tag}{note}"));
+                self.record().tags.push(TagRecord {
+                    tag: tag.to_string(),
+                    outcome: match outcome {
+                        TagOutcome::Applied => "applied",
+                        TagOutcome::Unchanged => "unchanged",
+                    },
+                    previous: previous.map(str::to_string),
+                });
+            }
+            Event::TagFailed(tag) => {
+                self.line(format!("  {:<12} {tag}", "tag failed"));
+                self.record().tags.push(TagRecord {
+                    tag: tag.to_string(),
+                    outcome: "failed",
+                    previous: None,
+                });
+            }
+        }
+    }
+}
+
+/// Bytes by what happened to them.
+struct Totals {
+    sent: u64,
+    sent_count: usize,
+    mounted: u64,
+    mounted_count: usize,
+    skipped: u64,
+    skipped_count: usize,
+}
+
+impl Totals {
+    fn of(record: &Record, total: u64) -> Totals {
+        let sum = |outcome| {
+            let matching = record.blobs.iter().filter(|b| b.outcome == outcome);
+            (matching.clone().map(|b| b.size).sum(), matching.count())
+        };
+        let (sent, sent_count) = sum(BlobOutcome::Uploaded);
+        let (mounted, mounted_count) = sum(BlobOutcome::Mounted);
+        let (skipped, skipped_count) = if record.image_exists {
+            (total, 0)
+        } else {
+            sum(BlobOutcome::Exists)
+        };
+        Totals {
+            sent,
+            sent_count,
+            mounted,
+            mounted_count,
+            skipped,
+            skipped_count,
+        }
+    }
+}
+
+fn outcome_name(outcome: BlobOutcome) -> &'static str {
+    match outcome {
+        BlobOutcome::Exists => "exists",
+        BlobOutcome::Mounted => "mounted",
+        BlobOutcome::Uploaded => "uploaded",
+    }
+}
+
+fn describe_media_type(media_type: &str) -> &'static str {
+    match media_type {
+        OCI_INDEX => "OCI image index",
+        DOCKER_MANIFEST_LIST => "Docker manifest list",
+        DOCKER_MANIFEST => "Docker image",
+        _ => "OCI image",
+    }
+}
+
+fn round_ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Live bars on a terminal: one for the whole push, one per blob being uploaded.
+struct Bars {
+    multi: MultiProgress,
+    total: ProgressBar,
+    /// Per blob being uploaded: its bar and the position last reported.
+    active: Mutex<HashMap<String, (ProgressBar, u64)>>,
+}
+
+impl Bars {
+    fn new(bytes: u64) -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let total = multi.add(ProgressBar::new(bytes));
+        total.set_style(style(
+            "total        [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        ));
+        Bars {
+            multi,
+            total,
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ProgressBar, u64)>> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start(&self, blob: &crate::layout::Blob) {
+        let bar = self.multi.add(ProgressBar::new(blob.size));
+        bar.set_style(style(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        ));
+        bar.set_prefix(short(&blob.digest));
+        self.active().insert(blob.digest.clone(), (bar, 0));
+    }
+
+    fn advance(&self, blob: &crate::layout::Blob, at: u64) {
+        let mut active = self.active();
+        if let Some((bar, last)) = active.get_mut(&blob.digest) {
+            bar.set_position(at);
+            // An upload that starts over goes back on the total too.
+            if at >= *last {
+                self.total.inc(at - *last);
+            } else {
+                self.total
+                    .set_position(self.total.position().saturating_sub(*last - at));
+            }
+            *last = at;
+        }
+    }
+
+    fn done(&self, blob: &crate::layout::Blob) {
+        let finished = self.active().remove(&blob.digest);
+        let counted = match finished {
+            Some((bar, last)) => {
+                bar.finish_and_clear();
+                self.multi.remove(&bar);
+                last
+            }
+            None => 0,
+        };
+        self.total.inc(blob.size.saturating_sub(counted));
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// `sha256:0123456789ab`: enough to tell blobs apart on a bar.
+fn short(digest: &str) -> String {
+    digest.chars().take(19).collect()
 }

@@ -70,17 +70,43 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 pub enum Payload<'a> {
     Empty,
     Bytes(&'a [u8]),
-    /// A file streamed as the body, with its length known up front.
-    File(&'a File, u64),
-    /// `len` bytes of a file from `offset`, for one chunk of a chunked upload.
-    FileRange(&'a File, u64, u64),
+    /// Part or all of a file, streamed.
+    File(FileBody<'a>),
+}
+
+/// `len` bytes of `file` from `offset`, streamed as a request body; `progress` hears how far
+/// into the file the sending has got.
+#[derive(Clone, Copy)]
+pub struct FileBody<'a> {
+    pub file: &'a File,
+    pub offset: u64,
+    pub len: u64,
+    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
 
 impl Payload<'_> {
-    /// Whether the client may send it again by itself. A whole blob is not: a failed upload
-    /// needs a new upload session, which is the caller's step to take.
+    /// Whether the client may send it again by itself. A blob is not: a failed upload needs
+    /// a new upload session (or the registry's word on where it stands), the caller's step.
     fn replayable(&self) -> bool {
-        !matches!(self, Payload::File(..) | Payload::FileRange(..))
+        !matches!(self, Payload::File(_))
+    }
+}
+
+/// Reads a file body, telling `progress` the position reached.
+struct Progressing<'a, R> {
+    inner: R,
+    at: u64,
+    progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+impl<R: Read> Read for Progressing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.at += n as u64;
+        if let Some(progress) = self.progress {
+            progress(self.at);
+        }
+        Ok(n)
     }
 }
 
@@ -423,15 +449,13 @@ impl Client {
         let result = match payload {
             Payload::Empty => self.run(builder.body(()).map_err(bad_request)?, remaining),
             Payload::Bytes(bytes) => self.run(builder.body(bytes).map_err(bad_request)?, remaining),
-            Payload::File(file, len) => {
-                let mut reader = file;
-                let builder = builder.header("content-length", len);
-                let body = SendBody::from_reader(&mut reader);
-                self.run(builder.body(body).map_err(bad_request)?, remaining)
-            }
-            Payload::FileRange(file, _, len) => {
-                let mut reader = file.take(len);
-                let builder = builder.header("content-length", len);
+            Payload::File(body) => {
+                let mut reader = Progressing {
+                    inner: body.file.take(body.len),
+                    at: body.offset,
+                    progress: body.progress,
+                };
+                let builder = builder.header("content-length", body.len);
                 let body = SendBody::from_reader(&mut reader);
                 self.run(builder.body(body).map_err(bad_request)?, remaining)
             }
@@ -494,12 +518,11 @@ impl Client {
 
 /// Puts a file body at its start before (re)sending it.
 fn rewind(payload: Payload, what: &str) -> Result<()> {
-    let (mut file, offset) = match payload {
-        Payload::File(file, _) => (file, 0),
-        Payload::FileRange(file, offset, _) => (file, offset),
-        _ => return Ok(()),
+    let Payload::File(body) = payload else {
+        return Ok(());
     };
-    file.seek(SeekFrom::Start(offset))
+    let mut file = body.file;
+    file.seek(SeekFrom::Start(body.offset))
         .map(|_| ())
         .map_err(|e| Error::usage(format!("{what}: cannot seek in the file: {e}")))
 }

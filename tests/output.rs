@@ -1,0 +1,486 @@
+//! What people and scripts see: the plain progress lines, --quiet, --format json (checked
+//! against docs/push-result.schema.json), --dry-run, and the bars under a pseudo-terminal.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn layout_arg(dir: &tempfile::TempDir) -> String {
+    dir.path().display().to_string()
+}
+
+/// Stderr with the times (which vary) taken out: `... in 12 ms` and `time:   0.3 s`.
+fn without_times(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .map(|line| match line.find(" in ") {
+            Some(at) if line.ends_with(" ms") || line.ends_with(" s") => line[..at].to_string(),
+            _ if line.starts_with("  time:   ") => "  time:   T".to_string(),
+            _ => line.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn plain_progress_lines_in_order() {
+    let registry = Registry::start();
+    // Sizes tell the blobs apart: with one job they go largest first.
+    let image = Image::new(
+        Types::Oci,
+        ("linux", "amd64"),
+        vec![pseudo_random(1, 3000), pseudo_random(2, 2000)],
+    );
+    let layout = image_layout(&image);
+    let repo = registry.repo("lines");
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &repo,
+        "-j",
+        "1",
+        "-t",
+        "v1",
+        "-t",
+        "v2",
+    ])
+    .ok();
+    let (config, big, small) = (&image.config, &image.layers[0], &image.layers[1]);
+    let total = format!("{:.1} KiB", (5000 + config.bytes.len()) as f64 / 1024.0);
+    let expected = vec![
+        format!("pushing to {repo}: 3 blob(s) ({total}), 1 manifest(s)"),
+        format!("  uploading    {} 2.9 KiB", big.digest),
+        format!("  uploaded     {} 2.9 KiB", big.digest),
+        format!("  uploading    {} 2.0 KiB", small.digest),
+        format!("  uploaded     {} 2.0 KiB", small.digest),
+        format!("  uploading    {} {} B", config.digest, config.bytes.len()),
+        format!("  uploaded     {} {} B", config.digest, config.bytes.len()),
+        format!("  manifest     {} {OCI_MANIFEST}", image.manifest.digest),
+        "  tagged       v1".to_string(),
+        "  tagged       v2".to_string(),
+        format!("pushed {repo}@{}", image.manifest.digest),
+        format!("  image:  OCI image, linux/amd64, 2 layer(s), {total}"),
+        format!("  blobs:  sent {total} (3), mounted 0 B (0), already there 0 B (0)"),
+        "  tags:   applied v1, v2".to_string(),
+        "  time:   T".to_string(),
+    ];
+    assert_eq!(
+        without_times(&run.stderr),
+        expected,
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains('\r'), "no carriage returns in a log");
+    assert_eq!(run.stdout, format!("{repo}@{}\n", image.manifest.digest));
+
+    // Again: the registry has it all; one tag is new.
+    let again = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &repo,
+        "-t",
+        "v2",
+        "-t",
+        "v3",
+    ])
+    .ok();
+    let expected = vec![
+        format!("pushing to {repo}: 3 blob(s) ({total}), 1 manifest(s)"),
+        format!(
+            "  exists       {} {OCI_MANIFEST} (the registry has the image: no blob is sent)",
+            image.manifest.digest
+        ),
+        "  unchanged    v2 (already points at the image)".to_string(),
+        "  tagged       v3".to_string(),
+        format!("pushed {repo}@{}", image.manifest.digest),
+        format!("  image:  OCI image, linux/amd64, 2 layer(s), {total}"),
+        format!("  blobs:  none sent: the registry has the image ({total})"),
+        "  tags:   applied v3; unchanged v2".to_string(),
+        "  time:   T".to_string(),
+    ];
+    assert_eq!(
+        without_times(&again.stderr),
+        expected,
+        "stderr:\n{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn quiet_prints_only_the_reference() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 3, 2, 1000);
+    let layout = image_layout(&image);
+    let repo = registry.repo("quiet");
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &repo,
+        "-q",
+        "-t",
+        "x",
+    ])
+    .ok();
+    assert_eq!(run.stderr, "");
+    assert_eq!(run.stdout, format!("{repo}@{}\n", image.manifest.digest));
+    registry.assert_manifest("quiet", "x", &image.manifest);
+}
+
+/// Checks `value` against the subset of JSON Schema that docs/push-result.schema.json uses:
+/// type, required, properties, items, enum.
+fn validate(value: &Value, schema: &Value, path: &str) {
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        assert!(
+            allowed.contains(value),
+            "{path}: {value} not in {allowed:?}"
+        );
+    }
+    if let Some(types) = schema.get("type") {
+        let types: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => panic!("{path}: bad schema type"),
+        };
+        let actual = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let ok = types.contains(&actual) || (actual == "integer" && types.contains(&"number"));
+        assert!(ok, "{path}: {actual} is not {types:?}");
+    }
+    if let Value::Object(fields) = value {
+        for name in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = name.as_str().unwrap();
+            assert!(fields.contains_key(name), "{path}: missing {name}");
+        }
+        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+            for name in fields.keys() {
+                assert!(
+                    properties.contains_key(name),
+                    "{path}: {name} is not in the schema"
+                );
+            }
+            for (name, field) in fields {
+                validate(field, &properties[name], &format!("{path}.{name}"));
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            validate(item, item_schema, &format!("{path}[{i}]"));
+        }
+    }
+}
+
+fn schema() -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/push-result.schema.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn json_result_follows_its_schema() {
+    let registry = Registry::start();
+    let shared = pseudo_random(40, 4000);
+    let a = Image::new(
+        Types::Oci,
+        ("linux", "amd64"),
+        vec![shared.clone(), pseudo_random(41, 100)],
+    );
+    let b = Image::new(
+        Types::Oci,
+        ("linux", "arm64"),
+        vec![shared, pseudo_random(42, 100)],
+    );
+    let index = Index::new(
+        Types::Oci,
+        vec![(a, ("linux", "amd64")), (b, ("linux", "arm64"))],
+    );
+    let layout = index_layout(&index);
+    let repo = registry.repo("json");
+    oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &repo,
+        "-t",
+        "old",
+        "-q",
+    ])
+    .ok();
+    // Point `moved` somewhere else first, to see its previous digest reported.
+    let other = Image::sized(Types::Oci, 43, 1, 10);
+    oci_push([
+        "--layout",
+        &layout_arg(&image_layout(&other)),
+        "-r",
+        &repo,
+        "-t",
+        "moved",
+        "-q",
+    ])
+    .ok();
+
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &repo,
+        "--format",
+        "json",
+        "-t",
+        "old",
+        "-t",
+        "moved",
+    ])
+    .ok();
+    let result: Value = serde_json::from_str(&run.stdout).expect("stdout is one JSON object");
+    validate(&result, &schema(), "$");
+    assert_eq!(result["repository"], repo);
+    assert_eq!(result["digest"], index.manifest.digest);
+    assert_eq!(
+        result["reference"],
+        format!("{repo}@{}", index.manifest.digest)
+    );
+    assert_eq!(result["mediaType"], OCI_INDEX);
+    assert_eq!(
+        result["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+    assert_eq!(result["imageExisted"], true);
+    assert_eq!(result["error"], Value::Null);
+    assert_eq!(
+        result["tags"],
+        serde_json::json!([
+            {"tag": "old", "outcome": "unchanged", "previous": index.manifest.digest},
+            {"tag": "moved", "outcome": "applied", "previous": other.manifest.digest},
+        ])
+    );
+    registry.assert_manifest("json", "moved", &index.manifest);
+
+    // A cold push: every blob with its outcome, once.
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &registry.repo("json2"),
+        "--format",
+        "json",
+        "-j",
+        "1",
+    ])
+    .ok();
+    let result: Value = serde_json::from_str(&run.stdout).unwrap();
+    validate(&result, &schema(), "$");
+    let blobs = result["blobs"].as_array().unwrap();
+    assert_eq!(blobs.len(), 5, "2 configs, 1 shared and 2 own layers");
+    assert!(blobs
+        .iter()
+        .all(|b| b["outcome"] == "uploaded" && b["seconds"].is_number()));
+    assert_eq!(blobs.iter().filter(|b| b["kind"] == "config").count(), 2);
+    let total: u64 = blobs.iter().map(|b| b["size"].as_u64().unwrap()).sum();
+    assert_eq!(result["bytes"]["sent"].as_u64(), Some(total));
+    assert_eq!(result["bytes"]["total"].as_u64(), Some(total));
+}
+
+#[test]
+fn json_on_failure_has_the_error_and_the_exit_code_is_unchanged() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 44, 2, 1000);
+    let layout = image_layout(&image);
+    let path = blob_path(layout.path(), &image.layers[0]);
+    let mut bytes = image.layers[0].bytes.clone();
+    bytes[0] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &registry.repo("bad"),
+        "--format",
+        "json",
+        "-t",
+        "a",
+        "-t",
+        "b",
+    ]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    let result: Value = serde_json::from_str(&run.stdout).expect("stdout is one JSON object");
+    validate(&result, &schema(), "$");
+    assert_eq!(result["error"]["exitCode"], 4);
+    assert_eq!(result["error"]["message"].as_str(), Some(run.error()));
+    assert_eq!(
+        result["tags"],
+        serde_json::json!([
+            {"tag": "a", "outcome": "notAttempted", "previous": null},
+            {"tag": "b", "outcome": "notAttempted", "previous": null},
+        ])
+    );
+}
+
+#[test]
+fn dry_run_writes_nothing_and_says_what_would_happen() {
+    let registry = Registry::start();
+    let base = Image::sized(Types::Oci, 45, 2, 3000);
+    oci_push([
+        "--layout",
+        &layout_arg(&image_layout(&base)),
+        "-r",
+        &registry.repo("base"),
+        "-q",
+    ])
+    .ok();
+    let mut layers: Vec<Vec<u8>> = base.layers.iter().map(|l| l.bytes.clone()).collect();
+    layers.push(pseudo_random(46, 500));
+    let app = Image::new(Types::Oci, ("linux", "amd64"), layers);
+    let layout = image_layout(&app);
+    oci_push([
+        "--layout",
+        &layout_arg(&image_layout(&Image::sized(Types::Oci, 47, 1, 10))),
+        "-r",
+        &registry.repo("app"),
+        "-t",
+        "live",
+        "-q",
+    ])
+    .ok();
+    let catalog_before = registry.catalog();
+    let tags_before = registry.tags("app");
+
+    let repo = registry.repo("app");
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &repo,
+        "--dry-run",
+        "--mount-from",
+        &registry.repo("base"),
+        "-t",
+        "live",
+        "-t",
+        "new",
+    ])
+    .ok();
+    assert_eq!(registry.catalog(), catalog_before);
+    assert_eq!(registry.tags("app"), tags_before);
+    let status = registry
+        .head(&format!("/v2/app/manifests/{}", app.manifest.digest))
+        .status;
+    assert_eq!(status, 404, "the manifest must not be pushed");
+    for layer in &base.layers {
+        assert!(
+            run.stderr
+                .contains(&format!("  would mount  {}", layer.digest)),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(
+        run.stderr
+            .contains(&format!("  would upload {}", app.layers[2].digest)),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("  would upload {}", app.config.digest)),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("  would push   {}", app.manifest.digest)),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("  would move   live from sha256:"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("  would tag    new (new tag)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .starts_with(&format!("dry run: nothing will be written to {repo}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.last_line(), format!("{repo}@{}", app.manifest.digest));
+
+    let run = oci_push([
+        "--layout",
+        &layout_arg(&layout),
+        "-r",
+        &repo,
+        "--dry-run",
+        "--format",
+        "json",
+        "-t",
+        "live",
+    ])
+    .ok();
+    let result: Value = serde_json::from_str(&run.stdout).unwrap();
+    validate(&result, &schema(), "$");
+    assert_eq!(result["dryRun"], true);
+    // Without --mount-from, every blob would be sent: the base's are in another repository.
+    assert_eq!(result["bytes"]["sent"], result["bytes"]["total"]);
+    let blobs = result["blobs"].as_array().unwrap();
+    assert!(
+        blobs.iter().all(|b| b["outcome"] == "uploaded"),
+        "{blobs:?}"
+    );
+    assert_eq!(registry.catalog(), catalog_before);
+}
+
+#[test]
+fn bars_on_a_terminal_then_the_summary() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 48, 3, 200_000);
+    let layout = image_layout(&image);
+    let repo = registry.repo("tty");
+    // `script` gives the command a pseudo-terminal, as a person at a shell has.
+    let command = format!(
+        "{} --layout {} -r {repo} -t tty",
+        env!("CARGO_BIN_EXE_oci-push"),
+        layout_arg(&layout)
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("run script (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("\u{1b}["),
+        "bars draw with terminal escapes:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("pushed {repo}@{}", image.manifest.digest)),
+        "{text}"
+    );
+    assert!(text.contains("  tags:   applied tty"), "{text}");
+    // No plain progress lines on a terminal: the bars replace them.
+    assert!(!text.contains("  uploading    "), "{text}");
+    registry.assert_manifest("tty", "tty", &image.manifest);
+}
