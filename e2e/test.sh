@@ -140,13 +140,19 @@ index_digest="$(layout_digest bazel-bin/index)"
 echo "image $image_digest, index $index_digest"
 
 check "build-time verification wrote the digest of push_image" \
-  equals push_image.verified_digest "$(cat bazel-bin/push_image.verified_digest)" "$REGISTRY/e2e/image@$image_digest"
+  equals push_image.digest "$(cat bazel-bin/push_image.digest)" "$REGISTRY/e2e/image@$image_digest"
+check "--output_groups=digest gives the index's reference without pushing" \
+  bazel build //:push_index --output_groups=digest
+check "push_index.digest names the index" \
+  equals push_index.digest "$(cat bazel-bin/push_index.digest)" "$REGISTRY/e2e/index@$index_digest"
 
 # --- pushes as declared -------------------------------------------------------
 
 check "bazel run //:push_image" bazel_run "$tmp/image.out" //:push_image
 check "push_image prints REPO@DIGEST last" \
   equals "last line" "$(last_line "$tmp/image.out")" "$REGISTRY/e2e/image@$image_digest"
+check "bazel run shows the pusher's summary" \
+  grep -qx "pushed $REGISTRY/e2e/image@$image_digest" "$tmp/image.out.err"
 for tag in latest v1.0.0 "$image_digest"; do
   check "registry has e2e/image:$tag (OCI manifest)" has_manifest e2e/image "$tag" "$image_digest" "$OCI_MANIFEST"
 done

@@ -216,7 +216,7 @@ def _oci_push_impl(ctx):
     runfiles = runfiles.merge(ctx.attr._runfiles_lib[DefaultInfo].default_runfiles)
 
     # The build-time check: offline, cached, on the execution platform.
-    verified = ctx.actions.declare_file(ctx.label.name + ".verified_digest")
+    verified = ctx.actions.declare_file(ctx.label.name + ".digest")
     args = ctx.actions.args()
     args.add("--verify")
     args.add("--layout", layout.path)
@@ -243,7 +243,9 @@ def _oci_push_impl(ctx):
 
     return [
         DefaultInfo(executable = executable, runfiles = runfiles),
-        OutputGroupInfo(_validation = depset([verified])),
+        # The digest is known at build time: `--output_groups=digest` gives it to signing
+        # and deployment steps without pushing.
+        OutputGroupInfo(_validation = depset([verified]), digest = depset([verified])),
     ]
 
 oci_push_lib = struct(

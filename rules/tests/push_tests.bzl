@@ -50,7 +50,7 @@ def _wiring_test_impl(ctx):
         asserts.true(env, want in runfiles, "runfiles lack %s: %s" % (want, runfiles))
 
     validation = target[OutputGroupInfo]._validation.to_list()
-    asserts.equals(env, ["push.verified_digest"], _basenames(validation))
+    asserts.equals(env, ["push.digest"], _basenames(validation))
     verify = [a for a in analysistest.target_actions(env) if a.mnemonic == "OciPushVerify"]
     asserts.equals(env, 1, len(verify))
     argv = verify[0].argv
