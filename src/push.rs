@@ -93,45 +93,7 @@ pub fn push(
         options,
         observer,
     };
-    observer.event(Event::Start { dry_run: false });
-    let top = layout.top();
-    // A registry holds a manifest only once everything it references is there, so when the top
-    // manifest exists, so does the rest.
-    if steps.manifest_digest(&top.digest)?.is_some() {
-        observer.event(Event::ImageExists(top));
-    } else {
-        push_blobs(&steps, &layout.blobs, options.jobs, observer)?;
-        for manifest in &layout.manifests {
-            steps.put_manifest(manifest, &manifest.digest)?;
-            observer.event(Event::Manifest(manifest));
-        }
-    }
-    for (done, tag) in tags.iter().enumerate() {
-        let applied = steps.manifest_digest(tag).and_then(|previous| {
-            let outcome = if previous.as_deref() == Some(top.digest.as_str()) {
-                TagOutcome::Unchanged
-            } else {
-                steps.put_manifest(top, tag)?;
-                TagOutcome::Applied
-            };
-            observer.event(Event::Tag {
-                tag,
-                outcome,
-                previous: previous.as_deref(),
-            });
-            Ok(())
-        });
-        if let Err(e) = applied {
-            observer.event(Event::TagFailed(tag));
-            let applied = list(&tags[..done]);
-            let skipped = list(&tags[done + 1..]);
-            return Err(e.context(format!(
-                "tag '{tag}' failed (the image is pushed as {repository}@{}; tags applied: {applied}; not attempted: {skipped})",
-                top.digest
-            )));
-        }
-    }
-    Ok(top.digest.clone())
+    steps.run(layout, tags, false)
 }
 
 /// A dry run: asks the registry what it has (HEAD requests only) and reports, as events, what
@@ -150,38 +112,7 @@ pub fn plan(
         options,
         observer,
     };
-    observer.event(Event::Start { dry_run: true });
-    let top = layout.top();
-    if steps.manifest_digest(&top.digest)?.is_some() {
-        observer.event(Event::ImageExists(top));
-    } else {
-        for blob in &layout.blobs {
-            let outcome = if steps.blob_exists(blob, repository.path())? {
-                BlobOutcome::Exists
-            } else if steps.mountable(blob)? {
-                BlobOutcome::Mounted
-            } else {
-                BlobOutcome::Uploaded
-            };
-            observer.event(Event::Blob(blob, outcome));
-        }
-        for manifest in &layout.manifests {
-            observer.event(Event::Manifest(manifest));
-        }
-    }
-    for tag in tags {
-        let previous = steps.manifest_digest(tag)?;
-        let outcome = match previous.as_deref() == Some(top.digest.as_str()) {
-            true => TagOutcome::Unchanged,
-            false => TagOutcome::Applied,
-        };
-        observer.event(Event::Tag {
-            tag,
-            outcome,
-            previous: previous.as_deref(),
-        });
-    }
-    Ok(top.digest.clone())
+    steps.run(layout, tags, true)
 }
 
 /// Uploads the blobs on `jobs` threads, largest first so the long ones start early. After the
@@ -241,6 +172,73 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
+    /// The push, or with `dry_run` only its questions.
+    fn run(&self, layout: &Layout, tags: &[String], dry_run: bool) -> Result<String> {
+        let observer = self.observer;
+        observer.event(Event::Start { dry_run });
+        let top = layout.top();
+        // A registry holds a manifest only once everything it references is there, so when the
+        // top manifest exists, so does the rest.
+        if self.manifest_digest(&top.digest)?.is_some() {
+            observer.event(Event::ImageExists(top));
+        } else {
+            if dry_run {
+                for blob in &layout.blobs {
+                    observer.event(Event::Blob(blob, self.blob_plan(blob)?));
+                }
+            } else {
+                push_blobs(self, &layout.blobs, self.options.jobs, observer)?;
+            }
+            for manifest in &layout.manifests {
+                if !dry_run {
+                    self.put_manifest(manifest, &manifest.digest)?;
+                }
+                observer.event(Event::Manifest(manifest));
+            }
+        }
+        for (done, tag) in tags.iter().enumerate() {
+            let applied = self.manifest_digest(tag).and_then(|previous| {
+                let outcome = if previous.as_deref() == Some(top.digest.as_str()) {
+                    TagOutcome::Unchanged
+                } else {
+                    if !dry_run {
+                        self.put_manifest(top, tag)?;
+                    }
+                    TagOutcome::Applied
+                };
+                observer.event(Event::Tag {
+                    tag,
+                    outcome,
+                    previous: previous.as_deref(),
+                });
+                Ok(())
+            });
+            if let Err(e) = applied {
+                observer.event(Event::TagFailed(tag));
+                let applied = list(&tags[..done]);
+                let skipped = list(&tags[done + 1..]);
+                return Err(e.context(format!(
+                    "tag '{tag}' failed (the image is pushed as {}@{}; tags applied: {applied}; not attempted: {skipped})",
+                    self.repository, top.digest
+                )));
+            }
+        }
+        Ok(top.digest.clone())
+    }
+
+    /// What a push would do with a blob, asked with HEAD requests only.
+    fn blob_plan(&self, blob: &Blob) -> Result<BlobOutcome> {
+        if self.blob_exists(blob, self.repository.path())? {
+            return Ok(BlobOutcome::Exists);
+        }
+        for from in &self.options.mount_from {
+            if self.blob_exists(blob, from)? {
+                return Ok(BlobOutcome::Mounted);
+            }
+        }
+        Ok(BlobOutcome::Uploaded)
+    }
+
     fn url(&self, rest: &str) -> String {
         self.client
             .url(&format!("/v2/{}/{rest}", self.repository.path()))
@@ -276,16 +274,6 @@ impl Steps<'_> {
             None => self.put_blob(blob, &location, what)?,
         }
         Ok(BlobOutcome::Uploaded)
-    }
-
-    /// Whether some `--mount-from` repository has the blob (for a dry run, which may not POST).
-    fn mountable(&self, blob: &Blob) -> Result<bool> {
-        for from in &self.options.mount_from {
-            if self.blob_exists(blob, from)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     /// `HEAD /v2/REPO/blobs/DIGEST` in `repository_path`.

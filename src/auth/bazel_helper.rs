@@ -2,45 +2,21 @@
 //! `{"headers": {"Name": ["value", ...]}}` on stdout. The same helper a build already uses for
 //! remote caches and downloads then serves pushes.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 
-use super::{split_user_password, Credential, Secret};
-use crate::error::{Error, Kind, Result};
+use super::{run_helper, split_user_password, Credential, Secret};
+use crate::error::Result;
 use crate::reference::Repository;
 
 pub fn get(helper: &Path, repository: &Repository) -> Result<Credential> {
     let source = format!("credential helper {}", helper.display());
-    let fail = |why: String| Error::new(Kind::Auth, format!("{source}: {why}"));
     let uri = format!("https://{}/v2/", repository.api_host());
-    let mut child = Command::new(helper)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(format!("cannot run it: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let request = serde_json::json!({ "uri": uri }).to_string();
-        // A helper that exits without reading its input is judged by its exit status below.
-        let _ = stdin.write_all(request.as_bytes());
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| fail(format!("cannot run it: {e}")))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(fail(format!(
-            "it failed ({}): {}",
-            output.status,
-            stderr.trim().lines().next().unwrap_or("")
-        )));
-    }
-    let answer: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| fail(format!("its answer is not JSON: {e}")))?;
+    let request = serde_json::json!({ "uri": uri }).to_string();
+    let Some(answer) = run_helper(helper.as_os_str(), request.as_bytes(), &source)? else {
+        return Ok(Credential::anonymous());
+    };
     let mut headers = Vec::new();
     if let Some(map) = answer.get("headers").and_then(|h| h.as_object()) {
         for (name, values) in map {

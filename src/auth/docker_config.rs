@@ -1,13 +1,11 @@
 //! Docker's `config.json` (`auths`, `credHelpers`, `credsStore`) and Podman's `auth.json`
 //! (the same `auths` format), read the way those tools read them.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 
-use super::{split_user_password, Credential, Secret};
+use super::{run_helper, split_user_password, Credential, Secret};
 use crate::error::{Error, Kind, Result};
 use crate::reference::Repository;
 
@@ -175,36 +173,10 @@ fn docker_credential_helper(
 ) -> Result<Option<Credential>> {
     let program = format!("docker-credential-{name}");
     let source = format!("{program} (from {config})");
-    let fail = |why: String| Error::new(Kind::Auth, format!("{source}: {why}"));
     let server = repository.config_server();
-    let mut child = Command::new(&program)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(format!("cannot run it ({e}); is it installed and on PATH?")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A helper that exits without reading its input is judged by its exit status below.
-        let _ = stdin.write_all(server.as_bytes());
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| fail(format!("cannot run it: {e}")))?;
-    if !output.status.success() {
-        let said = String::from_utf8_lossy(&output.stdout).to_string()
-            + &String::from_utf8_lossy(&output.stderr);
-        if said.to_lowercase().contains("credentials not found") {
-            return Ok(None);
-        }
-        return Err(fail(format!(
-            "it failed ({}): {}",
-            output.status,
-            said.trim().lines().next().unwrap_or("")
-        )));
-    }
-    let answer: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| fail(format!("its answer is not JSON: {e}")))?;
+    let Some(answer) = run_helper(program.as_ref(), server.as_bytes(), &source)? else {
+        return Ok(None);
+    };
     let text = |name: &str| {
         answer
             .get(name)

@@ -18,7 +18,7 @@ mod docker_config;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::error::Result;
+use crate::error::{Error, Kind, Result};
 use crate::reference::Repository;
 
 /// What to authenticate with.
@@ -110,6 +110,50 @@ pub fn find(repository: &Repository, options: &Options) -> Result<Credential> {
         return Ok(found);
     }
     Ok(Credential::anonymous())
+}
+
+/// Runs a credential helper as `PROGRAM get` with `input` on stdin and returns its JSON answer,
+/// or None when it says it has no credentials for this registry (docker's helpers answer
+/// "credentials not found"). Any other failure is an error naming `source`.
+fn run_helper(
+    program: &std::ffi::OsStr,
+    input: &[u8],
+    source: &str,
+) -> Result<Option<serde_json::Value>> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let fail = |why: String| Error::new(Kind::Auth, format!("{source}: {why}"));
+    let mut child = Command::new(program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run it ({e}); is it installed and on PATH?")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading its input is judged by its exit status below.
+        let _ = stdin.write_all(input);
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| fail(format!("cannot run it: {e}")))?;
+    if !output.status.success() {
+        // Helpers report errors, never secrets, on a failed `get`.
+        let said = String::from_utf8_lossy(&output.stdout).to_string()
+            + &String::from_utf8_lossy(&output.stderr);
+        if said.to_lowercase().contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(fail(format!(
+            "it failed ({}): {}",
+            output.status,
+            said.trim().lines().next().unwrap_or("")
+        )));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map(Some)
+        .map_err(|e| fail(format!("its answer is not JSON: {e}")))
 }
 
 /// Splits `user:password` as Basic auth and the Docker config's `auth` field encode them.
