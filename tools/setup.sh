@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need on a Debian 12 machine, idempotently:
 # the CNCF distribution registry (the tests' real registry), curl (the tests' independent
-# client), python3 (layout generator for the benchmark), and Bazel 7 (tools/install-bazel.sh).
+# client), htpasswd and openssl (auth tests), python3 (layout generator for the benchmark),
+# and Bazel 7 (tools/install-bazel.sh).
 # Run as root. SKIP_BAZEL=1 leaves Bazel out (for cargo-only work).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,6 +13,11 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v curl >/dev/null || need+=(curl ca-certificates)
 command -v python3 >/dev/null || need+=(python3)
 command -v git >/dev/null || need+=(git)
+# The auth tests: htpasswd files for the registry, and a CA, certificates and signed tokens.
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v openssl >/dev/null || need+=(openssl)
+# The terminal-progress test runs oci-push under a pseudo-terminal with script(1).
+command -v script >/dev/null || need+=(bsdutils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -q

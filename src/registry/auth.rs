@@ -67,7 +67,7 @@ impl Auth {
             credential,
             state: Mutex::new(State {
                 mode: Mode::Open,
-                scopes: scopes.iter().cloned().collect(),
+                scopes: scopes.iter().map(|s| normalize_scope(s)).collect(),
                 token: None,
             }),
         }
@@ -182,7 +182,7 @@ impl Auth {
                 let before = state.scopes.len();
                 for scope in bearer.param("scope").unwrap_or_default().split(' ') {
                     if !scope.is_empty() {
-                        state.scopes.insert(scope.to_string());
+                        state.scopes.insert(normalize_scope(scope));
                     }
                 }
                 let new_scope = state.scopes.len() > before;
@@ -196,5 +196,64 @@ impl Auth {
                 retry
             }
         }
+    }
+}
+
+/// `repository:a/b:push,pull` as `repository:a/b:pull,push`: registries list the actions in
+/// any order (distribution's come from a Go map), and the same scope must compare equal.
+fn normalize_scope(scope: &str) -> String {
+    match scope.rsplit_once(':') {
+        Some((resource, actions)) => {
+            let mut actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
+            actions.sort_unstable();
+            actions.dedup();
+            format!("{resource}:{}", actions.join(","))
+        }
+        None => scope.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_compare_whatever_the_order_of_actions() {
+        assert_eq!(
+            normalize_scope("repository:a/b:push,pull"),
+            "repository:a/b:pull,push"
+        );
+        assert_eq!(
+            normalize_scope("repository:a/b:pull,push,pull"),
+            "repository:a/b:pull,push"
+        );
+        assert_eq!(normalize_scope("registry:catalog:*"), "registry:catalog:*");
+        assert_eq!(normalize_scope("odd"), "odd");
+    }
+
+    #[test]
+    fn a_refused_token_is_not_fetched_again_for_the_same_scope() {
+        let auth = Auth::new(
+            Credential::anonymous(),
+            &["repository:a/b:pull,push".to_string()],
+        );
+        let challenge = |extra: &str| {
+            super::super::challenge::parse(&format!(
+                r#"Bearer realm="http://t/token",service="s"{extra}"#
+            ))
+        };
+        auth.set_challenge(&challenge(""));
+        auth.set_token(br#"{"token":"t1","expires_in":300}"#, "http://t/token")
+            .unwrap();
+        let refused = challenge(r#",scope="repository:a/b:push,pull",error="insufficient_scope""#);
+        assert!(!auth.refused(&refused), "same scope, other order: give up");
+        assert!(auth.headers().is_ok(), "and keep the token");
+        let expired = challenge(r#",scope="repository:a/b:pull,push",error="invalid_token""#);
+        assert!(
+            auth.refused(&expired),
+            "an expired token is worth one more fetch"
+        );
+        let more = challenge(r#",scope="repository:c/d:pull",error="insufficient_scope""#);
+        assert!(auth.refused(&more), "a new scope is worth a new token");
     }
 }

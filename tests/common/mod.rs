@@ -1,7 +1,7 @@
 //! Test harness: a real CNCF distribution registry on 127.0.0.1, deterministic OCI layouts,
 //! the `oci-push` binary, and curl to read the registry back with a client we did not write.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
+
+pub mod keys;
+pub mod sandbox;
+pub mod servers;
+pub mod token;
+
+pub use keys::{b64, basic_auth, Tls, TokenConfig};
+pub use sandbox::{oci_push_with, Sandbox};
+pub use servers::{ConnectProxy, ProxyUse, RedirectFront, Seen, Side};
+pub use token::{Policy, TokenRequest, TokenServer, User, ALICE, BOB, REFRESH_TOKEN};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -54,19 +64,143 @@ pub struct Registry {
     child: Child,
     pub port: u16,
     pub dir: TempDir,
+    tls: Option<Tls>,
+    admin: AdminAuth,
+}
+
+/// How a registry is set up: TLS, and basic (htpasswd) or token authentication.
+#[derive(Default)]
+pub struct RegistryOptions {
+    /// Serve HTTPS with this certificate.
+    pub tls: Option<Tls>,
+    /// `auth: htpasswd:` with this one user (a bcrypt file made by `htpasswd -Bbn`).
+    pub htpasswd: Option<(String, String)>,
+    /// `auth: token:` trusting this token server's key.
+    pub token: Option<TokenConfig>,
+}
+
+impl RegistryOptions {
+    pub fn tls(tls: Tls) -> RegistryOptions {
+        RegistryOptions {
+            tls: Some(tls),
+            ..RegistryOptions::default()
+        }
+    }
+
+    pub fn htpasswd(user: &str, password: &str) -> RegistryOptions {
+        RegistryOptions {
+            htpasswd: Some((user.to_string(), password.to_string())),
+            ..RegistryOptions::default()
+        }
+    }
+
+    pub fn token(config: TokenConfig) -> RegistryOptions {
+        RegistryOptions {
+            token: Some(config),
+            ..RegistryOptions::default()
+        }
+    }
+}
+
+/// How the tests themselves (curl, the redirect front) get past a registry's authentication.
+#[derive(Clone)]
+pub enum AdminAuth {
+    None,
+    Basic(String, String),
+    /// Mints a token with every action on the repository a path names.
+    Token(TokenConfig),
+}
+
+impl AdminAuth {
+    /// The `Authorization` value for a request to `path` (`/v2/...`), if one is needed.
+    pub fn authorization(&self, path: &str) -> Option<String> {
+        match self {
+            AdminAuth::None => None,
+            AdminAuth::Basic(user, password) => Some(basic_auth(user, password)),
+            AdminAuth::Token(config) => Some(format!(
+                "Bearer {}",
+                config.mint("admin", access_for_path(path), 300)
+            )),
+        }
+    }
+}
+
+/// The token access a registry path needs, all actions: the repository it names, or the
+/// catalog.
+pub fn access_for_path(path: &str) -> serde_json::Value {
+    let path = path.split('?').next().unwrap_or("");
+    if path.starts_with("/v2/_catalog") {
+        return serde_json::json!([{"type": "registry", "name": "catalog", "actions": ["*"]}]);
+    }
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return serde_json::json!([]);
+    };
+    let end = ["/manifests/", "/blobs/", "/tags/"]
+        .iter()
+        .filter_map(|m| rest.find(m))
+        .min();
+    match end {
+        Some(end) => {
+            serde_json::json!([{"type": "repository", "name": &rest[..end], "actions": ["*"]}])
+        }
+        None => serde_json::json!([]),
+    }
 }
 
 impl Registry {
+    /// A plain-HTTP registry without authentication.
     pub fn start() -> Registry {
+        Registry::start_with(RegistryOptions::default())
+    }
+
+    pub fn start_with(options: RegistryOptions) -> Registry {
         let dir = TempDir::new().expect("temp dir");
         let port = free_port();
-        let config = format!(
+        let plain = options.tls.is_none() && options.htpasswd.is_none() && options.token.is_none();
+        let mut config = format!(
             "version: 0.1\n\
-             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+             log:\n  level: {}\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: 127.0.0.1:{port}\n",
+            if plain { "warn" } else { "info" },
             dir.path().join("storage").display()
         );
+        if let Some(tls) = &options.tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                tls.cert.display(),
+                tls.key.display()
+            ));
+        }
+        let mut admin = AdminAuth::None;
+        assert!(
+            options.htpasswd.is_none() || options.token.is_none(),
+            "one authentication method"
+        );
+        if let Some((user, password)) = &options.htpasswd {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("run htpasswd (apt-get install apache2-utils)");
+            assert!(out.status.success(), "htpasswd failed");
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &out.stdout).expect("htpasswd file");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                file.display()
+            ));
+            admin = AdminAuth::Basic(user.clone(), password.clone());
+        }
+        if let Some(token) = &options.token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                token.realm,
+                token.service,
+                token.issuer,
+                token.keys.cert.display()
+            ));
+            admin = AdminAuth::Token(token.clone());
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
@@ -77,7 +211,13 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("start docker-registry (apt-get install docker-registry)");
-        let registry = Registry { child, port, dir };
+        let mut registry = Registry {
+            child,
+            port,
+            dir,
+            tls: options.tls,
+            admin,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -85,9 +225,55 @@ impl Registry {
                 "registry did not start; log:\n{}",
                 registry.log()
             );
+            if let Ok(Some(status)) = registry.child.try_wait() {
+                panic!("registry exited ({status}); log:\n{}", registry.log());
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         registry
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// `http(s)://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.host())
+    }
+
+    /// The CA that signed a TLS registry's certificate (for `--ca-file`).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca.as_path())
+    }
+
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// How the tests get past this registry's authentication.
+    pub fn admin_auth(&self) -> AdminAuth {
+        self.admin.clone()
+    }
+
+    /// curl arguments to reach `path` as an administrator: `--cacert` for TLS, and the
+    /// `Authorization` (basic credentials, or a freshly minted token for that path).
+    pub fn admin_curl_args(&self, path: &str) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(ca) = self.ca_file() {
+            args.push("--cacert".to_string());
+            args.push(ca.display().to_string());
+        }
+        if let Some(authorization) = self.admin.authorization(path) {
+            args.push("-H".to_string());
+            args.push(format!("Authorization: {authorization}"));
+        }
+        args
     }
 
     pub fn host(&self) -> String {
@@ -102,13 +288,23 @@ impl Registry {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    /// GET (or HEAD) a registry path with curl.
+    /// GET (or HEAD) a registry path with curl, past its TLS and authentication.
     pub fn get(&self, path: &str, accept: &str) -> HttpAnswer {
-        curl("GET", &format!("http://{}{path}", self.host()), accept)
+        curl_with(
+            "GET",
+            &format!("{}{path}", self.base_url()),
+            accept,
+            &self.admin_curl_args(path),
+        )
     }
 
     pub fn head(&self, path: &str) -> HttpAnswer {
-        curl("HEAD", &format!("http://{}{path}", self.host()), ACCEPT_ALL)
+        curl_with(
+            "HEAD",
+            &format!("{}{path}", self.base_url()),
+            ACCEPT_ALL,
+            &self.admin_curl_args(path),
+        )
     }
 
     /// The tags of a repository as the registry lists them (empty when it has none).
@@ -225,6 +421,11 @@ impl HttpAnswer {
 
 /// One request with curl, the independent client: status, headers and body.
 pub fn curl(method: &str, url: &str, accept: &str) -> HttpAnswer {
+    curl_with(method, url, accept, &[])
+}
+
+/// [`curl`] with more arguments (`--cacert FILE`, `-u USER:PASS`, `-H HEADER`, ...).
+pub fn curl_with(method: &str, url: &str, accept: &str, extra: &[String]) -> HttpAnswer {
     let dir = TempDir::new().expect("temp dir");
     let headers_path = dir.path().join("headers");
     let body_path = dir.path().join("body");
@@ -240,7 +441,7 @@ pub fn curl(method: &str, url: &str, accept: &str) -> HttpAnswer {
     } else {
         cmd.args(["-X", method, "-L"]);
     }
-    let out = cmd.arg(url).output().expect("run curl");
+    let out = cmd.args(extra).arg(url).output().expect("run curl");
     assert!(
         out.status.success(),
         "curl {url}: {}",
@@ -475,6 +676,30 @@ impl Run {
             .lines()
             .find_map(|l| l.strip_prefix("oci-push: error: "))
             .unwrap_or_else(|| panic!("no error line in stderr:\n{}", self.stderr))
+    }
+
+    /// How many `oci-push: error:` lines stderr holds.
+    pub fn error_count(&self) -> usize {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("oci-push: error:"))
+            .count()
+    }
+
+    /// Asserts that no secret appears anywhere in stdout or stderr.
+    pub fn assert_no_secrets<S: AsRef<str>>(&self, secrets: &[S]) {
+        for secret in secrets {
+            let secret = secret.as_ref();
+            assert!(!secret.is_empty(), "an empty secret cannot be checked");
+            for (name, text) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+                assert!(
+                    !text.contains(secret),
+                    "a secret ({} chars, starting {:?}) appears in {name}:\n{text}",
+                    secret.len(),
+                    &secret[..secret.len().min(3)]
+                );
+            }
+        }
     }
 }
 
