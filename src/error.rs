@@ -56,7 +56,7 @@ impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Error {
         Error {
             kind,
-            message: message.into(),
+            message: one_line(message.into()),
             transient: false,
             retry_after: None,
         }
@@ -89,6 +89,7 @@ impl Error {
         self.kind
     }
 
+    /// The message, one line.
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -96,10 +97,25 @@ impl Error {
     /// Adds what we were doing in front of the message, keeping the kind.
     pub fn context(self, what: impl fmt::Display) -> Error {
         Error {
-            message: format!("{what}: {}", self.message),
+            message: one_line(format!("{what}: {}", self.message)),
             ..self
         }
     }
+}
+
+/// Control characters (a line break in a flag value, a file name or a registry's answer) are
+/// shown escaped: an error is always one line, for people and for log parsers.
+fn one_line(message: String) -> String {
+    if !message.chars().any(char::is_control) {
+        return message;
+    }
+    message
+        .chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 impl fmt::Display for Error {

@@ -148,8 +148,9 @@ impl Reader<'_> {
         let media_type = media_type_of(desc, &bytes, &path)?;
         let parse_error = |e: serde_json::Error| {
             Error::invalid(format!(
-                "manifest {digest} ({}) is not a valid {media_type}: {e}",
-                path.display()
+                "manifest {digest} ({}) is not a valid {media_type}: {e}{}",
+                path.display(),
+                digest_hint(&e)
             ))
         };
         match media_type.as_str() {
@@ -258,6 +259,15 @@ impl Reader<'_> {
     }
 }
 
+/// What a digest must look like, when the JSON parser refused one.
+fn digest_hint(e: &serde_json::Error) -> &'static str {
+    if e.to_string().to_lowercase().contains("digest") {
+        " (a digest is ALGORITHM:HEX with lower-case hex, e.g. sha256:9f86d0...)"
+    } else {
+        ""
+    }
+}
+
 /// `os/arch` or `os/arch/variant`.
 fn platform_name(os: String, architecture: String, variant: Option<String>) -> String {
     match variant {
@@ -286,6 +296,8 @@ fn check_layout_marker(dir: &Path) -> Result<()> {
     let bytes = fs::read(&path).map_err(|e| {
         let hint = if dir.is_dir() {
             "not an OCI image layout"
+        } else if dir.exists() {
+            "not a directory"
         } else {
             "no such directory"
         };
@@ -314,8 +326,13 @@ fn read_top_descriptor(dir: &Path) -> Result<Descriptor> {
     let path = dir.join("index.json");
     let bytes = fs::read(&path)
         .map_err(|e| Error::invalid(format!("cannot read {} ({e})", path.display())))?;
-    let index: ImageIndex = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid(format!("{} is not a valid OCI index: {e}", path.display())))?;
+    let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::invalid(format!(
+            "{} is not a valid OCI index: {e}{}",
+            path.display(),
+            digest_hint(&e)
+        ))
+    })?;
     match index.manifests().as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(Error::invalid(format!(

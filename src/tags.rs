@@ -15,12 +15,6 @@ pub fn check_tag(tag: &str) -> Result<()> {
     let Some(first) = tag.chars().next() else {
         return Err(bad("it is empty".into()));
     };
-    if tag.len() > 128 {
-        return Err(bad(format!(
-            "it is {} characters long; tags have at most 128",
-            tag.chars().count()
-        )));
-    }
     if !(first.is_ascii_alphanumeric() || first == '_') {
         return Err(bad(format!(
             "it starts with '{}'; a tag starts with a letter, digit or '_'",
@@ -34,6 +28,13 @@ pub fn check_tag(tag: &str) -> Result<()> {
         return Err(bad(format!(
             "it has the character '{}'; tags use only A-Z a-z 0-9 _ . -",
             c.escape_debug()
+        )));
+    }
+    // Only ASCII is left: bytes are characters.
+    if tag.len() > 128 {
+        return Err(bad(format!(
+            "it is {} characters long; tags have at most 128",
+            tag.len()
         )));
     }
     Ok(())

@@ -365,6 +365,19 @@ impl Client {
     /// or POST with an identity token).
     fn fetch_token(&self, request: auth::TokenRequest, what: &str) -> Result<()> {
         let realm = &request.realm;
+        let is_url = (realm.starts_with("https://") || realm.starts_with("http://"))
+            && !authority(realm).is_empty()
+            && !realm.contains(char::is_whitespace);
+        if !is_url {
+            return Err(Error::new(
+                Kind::Rejected,
+                format!(
+                    "{what}: {} asks for a token from realm '{realm}', which is not an http(s) URL; \
+                     the registry's token auth is misconfigured",
+                    self.registry
+                ),
+            ));
+        }
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(service) = &request.service {
             query.push(("service", service));

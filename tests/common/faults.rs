@@ -1,0 +1,1386 @@
+//! Faults for the reliability tests: a fault-injecting HTTP/1.1 proxy that sits between
+//! `oci-push` and the real registry, a way to stop and restart that registry on the same port
+//! and storage, and a runner for `oci-push` that is bounded in time and can be killed.
+//!
+//! The proxy ([`FaultProxy`]) forwards every request (bodies sent with `Content-Length` or
+//! chunked) to the registry on a fresh upstream connection and relays the answer, keeping the
+//! client's connection alive as a registry would. Scripted [`Rule`]s match a method and a
+//! substring of the request target (path and query) and, on the Nth match, on every match or on
+//! the first K matches, apply a [`Fault`] instead: drop the connection part-way through the
+//! request body, answer a status of their own (`Retry-After` and all), stall, truncate the
+//! answer, lose the answer after the registry acted, or reset at once. Every request is recorded
+//! ([`ProxiedRequest`]) so that a test can count, say, the upload sessions a push opened. A TLS
+//! ClientHello (`oci-push` tries HTTPS on loopback first) is answered as Go's plain-HTTP server
+//! answers it, with a `400` and a close, and is not counted as a request.
+//!
+//! Everything is bounded: socket timeouts, stalls that end when the proxy is dropped, and the
+//! proxy's threads are stopped and joined on drop.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tempfile::TempDir;
+
+use super::{Registry, Run};
+
+/// How long a proxy thread waits on a silent peer before giving up on the connection.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connecting to the registry (on loopback: refused at once when it is down).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest request head or answer head the proxy reads.
+const MAX_HEAD: usize = 64 * 1024;
+/// The largest body the proxy buffers.
+const MAX_BODY: u64 = 512 * 1024 * 1024;
+
+/// What Go's `net/http` writes when a plain-HTTP server receives a TLS ClientHello.
+const GO_BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
+
+// ---------------------------------------------------------------------------------------------
+// Rules
+
+/// Which of the requests a rule matches it acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Only the Nth matching request (1-based).
+    Nth(usize),
+    /// Every matching request.
+    Every,
+    /// The first K matching requests.
+    FirstK(usize),
+}
+
+/// What the proxy does to a request instead of (or on top of) forwarding it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Read `after` bytes of the request body (all of it when it is shorter), wait `wait`, then
+    /// close the connection. Nothing reaches the registry.
+    DropBody { after: u64, wait: Duration },
+    /// Answer `status` (with these extra headers, and `body` or a distribution-style JSON error)
+    /// instead of forwarding; the request body is read first and the connection kept.
+    Status {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Option<String>,
+    },
+    /// Wait `wait` once the request is read, then forward it as usual (`forward`), or close the
+    /// connection without forwarding. Dropping the proxy ends the wait (and closes).
+    Stall { wait: Duration, forward: bool },
+    /// Forward, then send the answer cut short and close: its head and half of its body, with a
+    /// `Content-Length` declaring at least 64 bytes (so that even an empty `201` is cut); for an
+    /// answer that has no body (`HEAD`, `204`, `304`), half of its head.
+    Truncate,
+    /// Forward, then close without answering: the registry acted, the client never hears.
+    DropResponse,
+    /// Close as soon as the request head is read; unread body bytes make it a TCP reset.
+    Reset,
+}
+
+impl Fault {
+    /// Answer `status` with a JSON error body.
+    pub fn status(status: u16) -> Fault {
+        Fault::Status {
+            status,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Answer `status` with `Retry-After: value` (seconds, or an HTTP date: see [`http_date`]).
+    pub fn retry_after(status: u16, value: &str) -> Fault {
+        Fault::status(status).with_header("Retry-After", value)
+    }
+
+    /// Adds a header to a [`Fault::Status`] answer.
+    pub fn with_header(self, name: &str, value: &str) -> Fault {
+        match self {
+            Fault::Status {
+                status,
+                mut headers,
+                body,
+            } => {
+                headers.push((name.to_string(), value.to_string()));
+                Fault::Status {
+                    status,
+                    headers,
+                    body,
+                }
+            }
+            other => panic!("with_header on {other:?}: only a Status answer has headers"),
+        }
+    }
+
+    /// Replaces the body of a [`Fault::Status`] answer.
+    pub fn with_body(self, text: &str) -> Fault {
+        match self {
+            Fault::Status {
+                status, headers, ..
+            } => Fault::Status {
+                status,
+                headers,
+                body: Some(text.to_string()),
+            },
+            other => panic!("with_body on {other:?}: only a Status answer has a body"),
+        }
+    }
+
+    /// Close the connection after `bytes` of the request body, at once.
+    pub fn drop_body_after(bytes: u64) -> Fault {
+        Fault::DropBody {
+            after: bytes,
+            wait: Duration::ZERO,
+        }
+    }
+
+    /// Read `bytes` of the request body, then hold the connection for `wait` and close it.
+    pub fn hang_body_after(bytes: u64, wait: Duration) -> Fault {
+        Fault::DropBody { after: bytes, wait }
+    }
+
+    /// Wait `wait`, then forward: a slow registry.
+    pub fn stall(wait: Duration) -> Fault {
+        Fault::Stall {
+            wait,
+            forward: true,
+        }
+    }
+
+    /// Wait `wait`, then close without forwarding: a registry that never answers.
+    pub fn hang(wait: Duration) -> Fault {
+        Fault::Stall {
+            wait,
+            forward: false,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Fault::DropBody { .. } => "drop-body",
+            Fault::Status { .. } => "status",
+            Fault::Stall { forward: true, .. } => "stall",
+            Fault::Stall { forward: false, .. } => "hang",
+            Fault::Truncate => "truncate",
+            Fault::DropResponse => "drop-response",
+            Fault::Reset => "reset",
+        }
+    }
+}
+
+/// A scripted fault: requests whose method is `method` (`*` for any) and whose target (path
+/// and query, as sent) contains `path` get `fault`, on the matches `when` says.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub method: String,
+    pub path: String,
+    pub when: When,
+    pub fault: Fault,
+}
+
+impl Rule {
+    pub fn new(method: &str, path: &str, when: When, fault: Fault) -> Rule {
+        Rule {
+            method: method.to_string(),
+            path: path.to_string(),
+            when,
+            fault,
+        }
+    }
+
+    /// The Nth matching request (1-based) gets the fault.
+    pub fn nth(n: usize, method: &str, path: &str, fault: Fault) -> Rule {
+        assert!(n >= 1, "requests are counted from 1");
+        Rule::new(method, path, When::Nth(n), fault)
+    }
+
+    pub fn every(method: &str, path: &str, fault: Fault) -> Rule {
+        Rule::new(method, path, When::Every, fault)
+    }
+
+    pub fn first(k: usize, method: &str, path: &str, fault: Fault) -> Rule {
+        Rule::new(method, path, When::FirstK(k), fault)
+    }
+
+    fn matches(&self, method: &str, target: &str) -> bool {
+        (self.method == "*" || self.method.eq_ignore_ascii_case(method))
+            && target.contains(&self.path)
+    }
+}
+
+struct Armed {
+    rule: Rule,
+    active: bool,
+    matched: usize,
+    fired: usize,
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the proxy saw
+
+/// One request the proxy received, and what became of it.
+#[derive(Clone, Debug)]
+pub struct ProxiedRequest {
+    pub method: String,
+    /// Path and query as sent.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    /// Body bytes the proxy read from the client (all of them unless a fault cut it).
+    pub body_len: u64,
+    /// When the request head arrived.
+    pub at: Instant,
+    /// The client connection it came on (numbered from 1 in accept order).
+    pub connection: usize,
+    /// The rule (index from [`FaultProxy::add`] / the start list) that acted on it.
+    pub fault: Option<usize>,
+    /// The registry's status, when the request was forwarded and answered.
+    pub upstream: Option<u16>,
+    /// The status the client received in full (None: cut, dropped or reset).
+    pub answered: Option<u16>,
+    /// Why forwarding failed (the registry was down, ...).
+    pub upstream_error: Option<String>,
+}
+
+impl ProxiedRequest {
+    /// The target without its query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `method` (`*`: any) and a target containing `path` select this request.
+    pub fn is(&self, method: &str, path: &str) -> bool {
+        (method == "*" || self.method.eq_ignore_ascii_case(method)) && self.target.contains(path)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proxy
+
+struct Shared {
+    upstream: SocketAddr,
+    rules: Mutex<Vec<Armed>>,
+    log: Mutex<Vec<ProxiedRequest>>,
+    stop: AtomicBool,
+    tls_probes: AtomicUsize,
+    connections: AtomicUsize,
+    /// Clones of every open socket, shut down when the proxy is dropped.
+    sockets: Mutex<HashMap<usize, TcpStream>>,
+    next_socket: AtomicUsize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps `wait`, or less when the proxy is dropped; true when the whole wait passed.
+    fn sleep(&self, wait: Duration) -> bool {
+        let end = Instant::now() + wait;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(10)));
+        }
+    }
+
+    /// Keeps a clone of the socket to shut down when the proxy is dropped. A socket tracked
+    /// after the drop began (and so missed by it) is shut down here.
+    fn track(&self, stream: &TcpStream) -> Option<usize> {
+        let clone = stream.try_clone().ok()?;
+        let id = self.next_socket.fetch_add(1, Ordering::SeqCst);
+        lock(&self.sockets).insert(id, clone);
+        if self.stopped() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        Some(id)
+    }
+
+    fn untrack(&self, id: Option<usize>) {
+        if let Some(id) = id {
+            lock(&self.sockets).remove(&id);
+        }
+    }
+
+    fn record(&self, head: &Head, connection: usize) -> usize {
+        let mut log = lock(&self.log);
+        log.push(ProxiedRequest {
+            method: head.method.clone(),
+            target: head.target.clone(),
+            headers: head.headers.clone(),
+            body_len: 0,
+            at: Instant::now(),
+            connection,
+            fault: None,
+            upstream: None,
+            answered: None,
+            upstream_error: None,
+        });
+        log.len() - 1
+    }
+
+    fn update(&self, index: usize, change: impl FnOnce(&mut ProxiedRequest)) {
+        if let Some(seen) = lock(&self.log).get_mut(index) {
+            change(seen);
+        }
+    }
+
+    /// Counts the request against every active rule it matches; the first rule whose turn it
+    /// is acts on it.
+    fn pick(&self, method: &str, target: &str) -> Option<(usize, Fault)> {
+        let mut rules = lock(&self.rules);
+        let mut chosen = None;
+        for (index, armed) in rules.iter_mut().enumerate() {
+            if !armed.active || !armed.rule.matches(method, target) {
+                continue;
+            }
+            armed.matched += 1;
+            let turn = match armed.rule.when {
+                When::Nth(n) => armed.matched == n,
+                When::Every => true,
+                When::FirstK(k) => armed.matched <= k,
+            };
+            if turn && chosen.is_none() {
+                armed.fired += 1;
+                chosen = Some((index, armed.rule.fault.clone()));
+            }
+        }
+        chosen
+    }
+}
+
+/// The fault-injecting proxy; stops (and ends every stall) when dropped.
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// A proxy in front of `registry`, with these rules (numbered from 0 in this order).
+    pub fn start(registry: &Registry, rules: Vec<Rule>) -> FaultProxy {
+        FaultProxy::start_to(registry.port, rules)
+    }
+
+    /// A proxy in front of whatever listens (or not) on `127.0.0.1:upstream_port`.
+    pub fn start_to(upstream_port: u16, rules: Vec<Rule>) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let shared = Arc::new(Shared {
+            upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
+            rules: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            tls_probes: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+            sockets: Mutex::new(HashMap::new()),
+            next_socket: AtomicUsize::new(0),
+            threads: Mutex::new(Vec::new()),
+        });
+        lock(&shared.rules).extend(rules.into_iter().map(|rule| Armed {
+            rule,
+            active: true,
+            matched: 0,
+            fired: 0,
+        }));
+        let for_loop = shared.clone();
+        let accept = std::thread::spawn(move || accept_loop(listener, for_loop));
+        FaultProxy {
+            port,
+            shared,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT/path`: a repository reached through the proxy.
+    pub fn repo(&self, path: &str) -> String {
+        format!("{}/{path}", self.host())
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    /// Adds a rule; returns its number for [`FaultProxy::fired`].
+    pub fn add(&self, rule: Rule) -> usize {
+        let mut rules = lock(&self.shared.rules);
+        rules.push(Armed {
+            rule,
+            active: true,
+            matched: 0,
+            fired: 0,
+        });
+        rules.len() - 1
+    }
+
+    /// Turns every rule off: from now on the proxy only forwards. Counts are kept.
+    pub fn disarm_all(&self) {
+        for armed in lock(&self.shared.rules).iter_mut() {
+            armed.active = false;
+        }
+    }
+
+    /// How many times rule `rule` acted.
+    pub fn fired(&self, rule: usize) -> usize {
+        lock(&self.shared.rules).get(rule).map_or(0, |a| a.fired)
+    }
+
+    /// How many requests rule `rule` matched (acted on or not).
+    pub fn matched(&self, rule: usize) -> usize {
+        lock(&self.shared.rules).get(rule).map_or(0, |a| a.matched)
+    }
+
+    /// Waits until rule `rule` acted `times` times; false when `limit` passed first.
+    pub fn wait_fired(&self, rule: usize, times: usize, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if self.fired(rule) >= times {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.fired(rule) >= times
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<ProxiedRequest> {
+        lock(&self.shared.log).clone()
+    }
+
+    /// The requests with this method (`*`: any) whose target contains `path`.
+    pub fn matching(&self, method: &str, path: &str) -> Vec<ProxiedRequest> {
+        lock(&self.shared.log)
+            .iter()
+            .filter(|s| s.is(method, path))
+            .cloned()
+            .collect()
+    }
+
+    /// How many requests had this method (`*`: any) and a target containing `path`.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        lock(&self.shared.log)
+            .iter()
+            .filter(|s| s.is(method, path))
+            .count()
+    }
+
+    /// Forgets the requests seen so far (rules and their counts are kept).
+    pub fn forget(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    /// Connections that opened with a TLS ClientHello (answered with a 400 and closed).
+    pub fn tls_probes(&self) -> usize {
+        self.shared.tls_probes.load(Ordering::SeqCst)
+    }
+
+    /// Client connections accepted, TLS probes included.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// One line per request, for assertion messages.
+    pub fn describe(&self) -> String {
+        let log = lock(&self.shared.log);
+        let first = log.first().map(|s| s.at);
+        log.iter()
+            .map(|s| {
+                let ms = first.map_or(0, |f| s.at.duration_since(f).as_millis());
+                let mut line = format!(
+                    "{ms:>6} ms  conn {:>3}  {} {}  body {}",
+                    s.connection,
+                    s.method,
+                    redact_query(&s.target),
+                    s.body_len
+                );
+                if let Some(rule) = s.fault {
+                    line.push_str(&format!("  FAULT(rule {rule})"));
+                }
+                if let Some(status) = s.upstream {
+                    line.push_str(&format!("  registry {status}"));
+                }
+                if let Some(status) = s.answered {
+                    line.push_str(&format!("  client got {status}"));
+                }
+                if let Some(e) = &s.upstream_error {
+                    line.push_str(&format!("  upstream error: {e}"));
+                }
+                line.push('\n');
+                line
+            })
+            .collect()
+    }
+}
+
+/// An upload URL's query is long state; keep the digest, drop the rest.
+fn redact_query(target: &str) -> String {
+    match target.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|p| !p.starts_with("_state="))
+                .collect();
+            if kept.is_empty() {
+                format!("{path}?…")
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            }
+        }
+        None => target.to_string(),
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop, then cut every connection so that no thread waits on a peer.
+        let _ = TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_secs(1),
+        );
+        for (_, socket) in lock(&self.shared.sockets).drain() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+        let threads: Vec<JoinHandle<()>> = lock(&self.shared.threads).drain(..).collect();
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stopped() {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let number = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        let id = shared.track(&stream);
+        let for_thread = shared.clone();
+        let handle = std::thread::spawn(move || {
+            serve(&for_thread, stream, number);
+            for_thread.untrack(id);
+        });
+        let mut threads = lock(&shared.threads);
+        // Reap finished connection threads as we go.
+        let mut i = 0;
+        while i < threads.len() {
+            if threads[i].is_finished() {
+                let _ = threads.swap_remove(i).join();
+            } else {
+                i += 1;
+            }
+        }
+        threads.push(handle);
+    }
+}
+
+/// Serves one client connection: requests one after another (keep-alive) until a fault, an
+/// error, a `Connection: close` or the proxy's end.
+fn serve(shared: &Shared, client: TcpStream, connection: usize) {
+    let _ = client.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = client.set_write_timeout(Some(IO_TIMEOUT));
+    let _ = client.set_nodelay(true);
+    let Ok(read_half) = client.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut writer = client;
+    match reader.fill_buf() {
+        Ok([0x16, ..]) => {
+            shared.tls_probes.fetch_add(1, Ordering::SeqCst);
+            let _ = writer.write_all(GO_BAD_REQUEST);
+            let _ = writer.flush();
+            let _ = writer.shutdown(Shutdown::Write);
+            return;
+        }
+        Ok([]) | Err(_) => return,
+        Ok(_) => {}
+    }
+    while !shared.stopped() {
+        let head = match read_head(&mut reader) {
+            Ok(Some(head)) => head,
+            _ => return,
+        };
+        if !exchange(shared, &head, &mut reader, &mut writer, connection) {
+            return;
+        }
+    }
+}
+
+/// One request: read it, act on it, answer. False when the client connection must close.
+fn exchange(
+    shared: &Shared,
+    head: &Head,
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut TcpStream,
+    connection: usize,
+) -> bool {
+    let index = shared.record(head, connection);
+    let chosen = shared.pick(&head.method, &head.target);
+    if let Some((rule, _)) = &chosen {
+        let rule = *rule;
+        shared.update(index, |s| s.fault = Some(rule));
+    }
+    let fault = chosen.map(|(_, f)| f);
+    let Ok(framing) = framing(&head.headers) else {
+        return false;
+    };
+    let continue_first = head
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    match &fault {
+        Some(Fault::Reset) => return false,
+        Some(Fault::DropBody { after, wait }) => {
+            if continue_first {
+                let _ = writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            if let Ok((body, _)) = read_body(reader, &framing, *after) {
+                let len = body.len() as u64;
+                shared.update(index, |s| s.body_len = len);
+            }
+            shared.sleep(*wait);
+            return false;
+        }
+        _ => {}
+    }
+    if continue_first && writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+        return false;
+    }
+    let body = match read_body(reader, &framing, MAX_BODY) {
+        Ok((body, true)) => body,
+        _ => return false,
+    };
+    let len = body.len() as u64;
+    shared.update(index, |s| s.body_len = len);
+    let close = head.wants_close();
+    match &fault {
+        Some(Fault::Status {
+            status,
+            headers,
+            body,
+        }) => {
+            let answer = injected_answer(*status, headers, body.as_deref(), &head.method, close);
+            let status = *status;
+            shared.update(index, |s| s.answered = Some(status));
+            return writer
+                .write_all(&answer)
+                .and_then(|()| writer.flush())
+                .is_ok()
+                && !close;
+        }
+        // A hang ends in a close, as does a stall the proxy's end cut short.
+        Some(Fault::Stall { wait, forward }) if !shared.sleep(*wait) || !*forward => return false,
+        _ => {}
+    }
+    let answer = match forward(shared, head, &body) {
+        Ok(answer) => answer,
+        Err(e) => {
+            let e = e.to_string();
+            shared.update(index, |s| s.upstream_error = Some(e));
+            // The registry is unreachable: the client sees its connection dropped.
+            return false;
+        }
+    };
+    let status = answer.status;
+    shared.update(index, |s| s.upstream = Some(status));
+    let (head_bytes, body_bytes) = answer.to_bytes(&head.method, close, false);
+    match &fault {
+        Some(Fault::Truncate) => {
+            let bodyless = no_body(&head.method, status);
+            if bodyless {
+                let _ = writer.write_all(&head_bytes[..head_bytes.len() / 2]);
+            } else {
+                let (head_bytes, _) = answer.to_bytes(&head.method, true, true);
+                let _ = writer.write_all(&head_bytes);
+                let _ = writer.write_all(&body_bytes[..body_bytes.len() / 2]);
+            }
+            let _ = writer.flush();
+            false
+        }
+        Some(Fault::DropResponse) => false,
+        _ => {
+            let ok = writer
+                .write_all(&head_bytes)
+                .and_then(|()| writer.write_all(&body_bytes))
+                .and_then(|()| writer.flush())
+                .is_ok();
+            if ok {
+                shared.update(index, |s| s.answered = Some(status));
+            }
+            ok && !close
+        }
+    }
+}
+
+/// Sends the request to the registry on a new connection and reads its whole answer.
+fn forward(shared: &Shared, head: &Head, body: &[u8]) -> io::Result<Answer> {
+    let stream = TcpStream::connect_timeout(&shared.upstream, CONNECT_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let _ = stream.set_nodelay(true);
+    let id = shared.track(&stream);
+    let result = (|| {
+        let mut writer = stream.try_clone()?;
+        let mut out = format!("{} {} HTTP/1.1\r\n", head.method, head.target);
+        for (name, value) in &head.headers {
+            if is_hop_by_hop(name) || name.eq_ignore_ascii_case("expect") {
+                continue;
+            }
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let had_body = !matches!(framing(&head.headers)?, Framing::None);
+        if had_body || !body.is_empty() {
+            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        out.push_str("Connection: close\r\n\r\n");
+        writer.write_all(out.as_bytes())?;
+        writer.write_all(body)?;
+        writer.flush()?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        read_answer(&mut reader, &head.method)
+    })();
+    shared.untrack(id);
+    result
+}
+
+/// An answer the proxy makes up for a [`Fault::Status`].
+fn injected_answer(
+    status: u16,
+    headers: &[(String, String)],
+    body: Option<&str>,
+    method: &str,
+    close: bool,
+) -> Vec<u8> {
+    let body = body.map(str::to_string).unwrap_or_else(|| {
+        format!(
+            r#"{{"errors":[{{"code":"{}","message":"{} (injected by the test's fault proxy)","detail":null}}]}}"#,
+            error_code(status),
+            reason(status).to_lowercase()
+        )
+    });
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json; charset=utf-8\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Length: {}\r\n",
+        reason(status),
+        body.len()
+    );
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if close {
+        out.push_str("Connection: close\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    if !no_body(method, status) {
+        bytes.extend_from_slice(body.as_bytes());
+    }
+    bytes
+}
+
+fn error_code(status: u16) -> &'static str {
+    match status {
+        400 => "BLOB_UPLOAD_INVALID",
+        401 => "UNAUTHORIZED",
+        403 => "DENIED",
+        404 => "BLOB_UPLOAD_UNKNOWN",
+        405 => "UNSUPPORTED",
+        408 => "TIMEOUT",
+        413 => "SIZE_INVALID",
+        429 => "TOOMANYREQUESTS",
+        _ => "UNAVAILABLE",
+    }
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1 framing
+
+struct Head {
+    method: String,
+    target: String,
+    version: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    fn wants_close(&self) -> bool {
+        let connection = self.header("connection").unwrap_or("").to_ascii_lowercase();
+        connection.split(',').any(|t| t.trim() == "close")
+            || (self.version == "HTTP/1.0" && !connection.contains("keep-alive"))
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "content-length",
+        "te",
+        "trailer",
+        "upgrade",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// One CRLF- (or LF-) terminated line, within what is left of `budget`; None at a clean EOF.
+fn read_line<R: BufRead>(reader: &mut R, budget: &mut usize) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let n = reader
+        .by_ref()
+        .take(*budget as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n > *budget {
+        return Err(invalid("head too long"));
+    }
+    *budget -= n;
+    if !line.ends_with(b"\n") {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    line.pop();
+    if line.ends_with(b"\r") {
+        line.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+}
+
+fn read_headers<R: BufRead>(
+    reader: &mut R,
+    budget: &mut usize,
+) -> io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(reader, budget)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+        if line.is_empty() {
+            return Ok(headers);
+        }
+        let (name, value) = line.split_once(':').ok_or_else(|| invalid("bad header"))?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+}
+
+/// A request head; None when the client closed the connection between requests.
+fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
+    let mut budget = MAX_HEAD;
+    let request_line = loop {
+        match read_line(reader, &mut budget)? {
+            None => return Ok(None),
+            Some(line) if line.is_empty() => continue,
+            Some(line) => break line,
+        }
+    };
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid("bad request line"));
+    };
+    let (method, target, version) = (method.to_string(), target.to_string(), version.to_string());
+    let headers = read_headers(reader, &mut budget)?;
+    Ok(Some(Head {
+        method,
+        target,
+        version,
+        headers,
+    }))
+}
+
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// An answer without a length: its body runs to the end of the connection.
+    UntilClose,
+}
+
+fn framing(headers: &[(String, String)]) -> io::Result<Framing> {
+    if let Some(te) = header(headers, "transfer-encoding") {
+        if te.to_ascii_lowercase().contains("chunked") {
+            return Ok(Framing::Chunked);
+        }
+    }
+    match header(headers, "content-length") {
+        Some(len) => len
+            .trim()
+            .parse()
+            .map(Framing::Length)
+            .map_err(|_| invalid("bad Content-Length")),
+        None => Ok(Framing::None),
+    }
+}
+
+/// Reads a body, stopping after `limit` bytes; returns it and whether it was read whole.
+fn read_body<R: BufRead>(
+    reader: &mut R,
+    framing: &Framing,
+    limit: u64,
+) -> io::Result<(Vec<u8>, bool)> {
+    let mut body = Vec::new();
+    match framing {
+        Framing::None => Ok((body, true)),
+        Framing::Length(len) => {
+            let want = (*len).min(limit);
+            reader.by_ref().take(want).read_to_end(&mut body)?;
+            if (body.len() as u64) < want {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok((body, want == *len))
+        }
+        Framing::UntilClose => {
+            reader.by_ref().take(limit).read_to_end(&mut body)?;
+            Ok((body, true))
+        }
+        Framing::Chunked => loop {
+            let mut budget = MAX_HEAD;
+            let line = read_line(reader, &mut budget)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+            let size_text = line.split(';').next().unwrap_or("").trim();
+            let size = u64::from_str_radix(size_text, 16).map_err(|_| invalid("bad chunk size"))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                read_headers(reader, &mut budget)?;
+                return Ok((body, true));
+            }
+            let room = limit.saturating_sub(body.len() as u64);
+            let want = size.min(room);
+            let before = body.len();
+            reader.by_ref().take(want).read_to_end(&mut body)?;
+            if ((body.len() - before) as u64) < want {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if want < size {
+                return Ok((body, false));
+            }
+            let mut crlf = [0u8; 2];
+            reader.read_exact(&mut crlf)?;
+            if &crlf != b"\r\n" {
+                return Err(invalid("chunk without CRLF"));
+            }
+        },
+    }
+}
+
+fn no_body(method: &str, status: u16) -> bool {
+    method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 || status < 200
+}
+
+/// The registry's answer, read whole.
+struct Answer {
+    status: u16,
+    reason: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// Head and body as the client gets them: hop-by-hop headers replaced, the body re-framed
+    /// with `Content-Length` (for HEAD the registry's own length is kept). With `declare_more`,
+    /// the length declared is at least 64 bytes (for [`Fault::Truncate`]).
+    fn to_bytes(&self, method: &str, close: bool, declare_more: bool) -> (Vec<u8>, Vec<u8>) {
+        let mut out = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
+        for (name, value) in &self.headers {
+            if !is_hop_by_hop(name) {
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        if method.eq_ignore_ascii_case("HEAD") {
+            if let Some(len) = header(&self.headers, "content-length") {
+                out.push_str(&format!("Content-Length: {len}\r\n"));
+            }
+        } else if !no_body(method, self.status) {
+            let len = if declare_more {
+                self.body.len().max(64)
+            } else {
+                self.body.len()
+            };
+            out.push_str(&format!("Content-Length: {len}\r\n"));
+        }
+        if close {
+            out.push_str("Connection: close\r\n");
+        }
+        out.push_str("\r\n");
+        let body = if no_body(method, self.status) {
+            Vec::new()
+        } else {
+            self.body.clone()
+        };
+        (out.into_bytes(), body)
+    }
+}
+
+fn read_answer<R: BufRead>(reader: &mut R, method: &str) -> io::Result<Answer> {
+    loop {
+        let mut budget = MAX_HEAD;
+        let line = read_line(reader, &mut budget)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+        let mut parts = line.splitn(3, ' ');
+        let _version = parts.next();
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid("bad status line"))?;
+        let reason = parts.next().unwrap_or("").to_string();
+        let headers = read_headers(reader, &mut budget)?;
+        if (100..200).contains(&status) {
+            continue;
+        }
+        let body = if no_body(method, status) {
+            Vec::new()
+        } else {
+            let framing = match framing(&headers)? {
+                Framing::None => Framing::UntilClose,
+                other => other,
+            };
+            let (body, _) = read_body(reader, &framing, MAX_BODY)?;
+            body
+        };
+        return Ok(Answer {
+            status,
+            reason,
+            headers,
+            body,
+        });
+    }
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), as `Retry-After` and `Date` carry.
+pub fn http_date(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (hour, minute, second) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // 1970-01-01 was a Thursday.
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let month_name = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(month - 1) as usize];
+    format!("{weekday}, {day:02} {month_name} {year} {hour:02}:{minute:02}:{second:02} GMT")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stopping and restarting the real registry
+
+impl Registry {
+    /// Kills the registry process (its storage stays) and waits until its port is closed.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let end = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < end, "the registry's port stayed open");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the registry again, on the same port, with the same configuration and storage.
+    pub fn start_again(&mut self) {
+        let config = self.dir.path().join("config.yml");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .expect("registry log");
+        self.child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restart docker-registry");
+        let end = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the registry exited on restart ({status}); log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "the registry did not restart; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Gives the registry a fixed `http.secret` (and restarts it): upload sessions then survive
+    /// a restart, as they do behind a load balancer whose registries share their secret.
+    pub fn pin_upload_secret(&mut self) {
+        let path = self.dir.path().join("config.yml");
+        let config = std::fs::read_to_string(&path).expect("registry config");
+        if !config.contains("\n  secret:") {
+            let mut pinned = String::new();
+            for line in config.lines() {
+                pinned.push_str(line);
+                pinned.push('\n');
+                if line.starts_with("  addr:") {
+                    pinned.push_str("  secret: oci-push-fault-tests-upload-secret\n");
+                }
+            }
+            assert!(pinned.contains("  secret:"), "no http addr in:\n{config}");
+            std::fs::write(&path, pinned).expect("write registry config");
+        }
+        self.stop();
+        self.start_again();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running oci-push, bounded
+
+/// A running `oci-push`, its output going to files.
+pub struct Running {
+    child: Child,
+    dir: TempDir,
+    pub started: Instant,
+}
+
+/// Starts `oci-push` without proxy variables in its environment.
+pub fn spawn_oci_push<I, S>(args: I) -> Running
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let dir = TempDir::new().expect("temp dir");
+    let stdout = std::fs::File::create(dir.path().join("stdout")).expect("stdout file");
+    let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_oci-push"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+    ] {
+        command.env_remove(var);
+    }
+    let child = command.spawn().expect("start oci-push");
+    Running {
+        child,
+        dir,
+        started: Instant::now(),
+    }
+}
+
+impl Running {
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it has exited.
+    pub fn finished(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// SIGKILL, then what it had printed (exit code -1: killed by a signal).
+    pub fn kill(mut self) -> Run {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.collect(-1)
+    }
+
+    /// Waits for the exit, at most `limit`: past it the process is killed and the test fails.
+    pub fn wait(mut self, limit: Duration) -> (Run, Duration) {
+        let end = self.started + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let took = self.started.elapsed();
+                return (self.collect(status.code().unwrap_or(-1)), took);
+            }
+            if Instant::now() >= end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let run = self.collect(-1);
+                panic!(
+                    "oci-push ran longer than {limit:?} and was killed; stderr:\n{}",
+                    run.stderr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn collect(&self, code: i32) -> Run {
+        let read = |name: &str| {
+            String::from_utf8_lossy(&std::fs::read(self.dir.path().join(name)).unwrap_or_default())
+                .into_owned()
+        };
+        Run {
+            code,
+            stdout: read("stdout"),
+            stderr: read("stderr"),
+        }
+    }
+}
+
+/// Runs `oci-push` to its end, at most `limit` (the test fails past it); returns what it
+/// printed and how long it took.
+pub fn run_bounded<I, S>(args: I, limit: Duration) -> (Run, Duration)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    spawn_oci_push(args).wait(limit)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the retry lines
+
+/// The `retry: ...` lines of stderr.
+pub fn retry_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("retry: "))
+        .collect()
+}
+
+/// `attempt K of N` in a line.
+pub fn attempt_of(line: &str) -> Option<(u32, u32)> {
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '(' | ')' | ':'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.windows(4).find_map(|w| {
+        (w[0] == "attempt" && w[2] == "of")
+            .then(|| Some((w[1].parse().ok()?, w[3].parse().ok()?)))
+            .flatten()
+    })
+}
+
+/// Every duration written in a line: `1s`, `1.5 s`, `750ms`, `2 seconds`, ...
+pub fn durations_in(line: &str) -> Vec<Duration> {
+    let bytes = line.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_number = bytes[i].is_ascii_digit()
+            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'.'));
+        if !starts_number {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
+            i += 1;
+        }
+        let Ok(value) = line[start..i].parse::<f64>() else {
+            continue;
+        };
+        let mut j = i;
+        if j < bytes.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        let unit_end = (j..bytes.len())
+            .find(|&k| !bytes[k].is_ascii_alphabetic())
+            .unwrap_or(bytes.len());
+        let scale = match &line[j..unit_end] {
+            "ms" | "millisecond" | "milliseconds" => 0.001,
+            "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+            _ => continue,
+        };
+        found.push(Duration::from_secs_f64(value * scale));
+        i = unit_end;
+    }
+    found
+}
