@@ -252,6 +252,12 @@ expect_build_failure "a platform without a pusher fails, naming it and the ways 
   --platforms=//:linux_s390x -- \
   "no oci-push binary for platform @@//:linux_s390x \(os: linux, cpu: s390x\)" \
   'oci_push.pusher\(url = ' 'oci_push.pusher\(label = '
+# This workspace uses the module from the checkout, whose release table is empty (the release
+# table's own path is examples/test.sh's), and names one pusher by URL for linux_amd64.
+expect_build_failure "... and says the module is a source checkout, and the root module's tag covers other platforms" \
+  //:push_image --platforms=//:linux_s390x -- \
+  'This rules_oci_push is a source checkout, not a release: it has no release binaries\.' \
+  "The root module's oci_push.pusher tags cover other platforms only\."
 
 # Validations run for `bazel run` too: a corrupt layout never reaches the registry.
 corrupt_digest="$(layout_digest bazel-bin/corrupt_image)"

@@ -18,6 +18,8 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 # The terminal-progress test runs oci-push under a pseudo-terminal with script(1).
 command -v script >/dev/null || need+=(bsdutils)
+# The release test checks that the release binary is static.
+command -v file >/dev/null || need+=(file)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -q

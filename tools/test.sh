@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's whole test suite: formatting, lints, the pusher's tests against a real
-# registry, then the Bazel end-to-end tests. Run tools/setup.sh once before.
+# registry, then the Bazel end-to-end tests, the release steps and the examples. Run
+# tools/setup.sh once before.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,3 +15,7 @@ echo "== cargo build --release"
 cargo build --release --locked
 echo "== bazel e2e"
 bash e2e/test.sh
+echo "== release: static binary, integrity table, source archive (tools/release.sh)"
+bash tools/release/test.sh
+echo "== examples/ from a release archive, pushing to a local registry"
+bash examples/test.sh

@@ -99,7 +99,8 @@ toolchain(
 """.format(
         version = repr(rctx.attr.release_version),
         available = repr(rctx.attr.release_platforms),
-        n = len(rctx.attr.toolchains),
+        # The toolchains before the release binaries' come from the root module's tags.
+        n = len(rctx.attr.toolchains) - len(rctx.attr.release_platforms),
         type = _TOOLCHAIN_TYPE,
     ))
     rctx.file("BUILD.bazel", "\n".join(lines))
@@ -111,7 +112,7 @@ pusher_toolchains_repo = repository_rule(
         "toolchains": attr.string_list(doc = "`oci_push_toolchain` labels, in priority order."),
         "label_pushers": attr.string_dict(doc = "Name -> pusher label: `oci_push_toolchain` targets to declare in the hub."),
         "platforms": attr.string_list(doc = "`<os>_<cpu>` of each entry of `toolchains`, or \"\" for any."),
-        "release_version": attr.string(doc = "Version of the release binaries, for the error message."),
+        "release_version": attr.string(doc = "Version of the release binaries, for the error message; empty in a source checkout."),
         "release_platforms": attr.string_list(doc = "Platforms with a release binary, for the error message."),
     },
 )
@@ -123,10 +124,17 @@ _DESCRIBED_CPU = ["x86_64", "aarch64", "arm", "x86_32", "s390x", "ppc64le", "ris
 def _no_pusher_toolchain_impl(ctx):
     os = [c.label.name for c in ctx.attr._os if ctx.target_platform_has_constraint(c[platform_common.ConstraintValueInfo])]
     cpu = [c.label.name for c in ctx.attr._cpu if ctx.target_platform_has_constraint(c[platform_common.ConstraintValueInfo])]
-    available = ", ".join(ctx.attr.release_platforms) or "none yet"
+    if ctx.attr.release_version:
+        release = "rules_oci_push %s has release binaries for: %s." % (
+            ctx.attr.release_version,
+            ", ".join(ctx.attr.release_platforms) or "none",
+        )
+    else:
+        # rules/private/versions.bzl as checked in: only release archives carry binaries.
+        release = "This rules_oci_push is a source checkout, not a release: it has no release binaries."
     fail("""
 oci_push: no oci-push binary for platform {platform} (os: {os}, cpu: {cpu}).
-rules_oci_push {version} has release binaries for: {available}.{pushers}
+{release}{pushers}
 Ways out:
   * name a binary in your root MODULE.bazel:
       oci_push = use_extension("@rules_oci_push//rules:extensions.bzl", "oci_push")
@@ -140,8 +148,7 @@ Ways out:
         platform = ctx.fragments.platform.platform,
         os = ", ".join(os) or "unknown",
         cpu = ", ".join(cpu) or "unknown",
-        version = ctx.attr.release_version,
-        available = available,
+        release = release,
         pushers = "\nThe root module's oci_push.pusher tags cover other platforms only." if ctx.attr.root_module_pushers else "",
         keys = ", ".join(PLATFORMS.keys()),
     ))
