@@ -196,8 +196,19 @@ impl Steps<'_> {
                 observer.event(Event::Manifest(manifest));
             }
         }
+        // One listing instead of a HEAD per tag, when the registry gives it whole: a tag it
+        // does not list is new, and only listed ones are asked where they point.
+        let listed = if tags.is_empty() {
+            None
+        } else {
+            self.listed_tags()
+        };
         for (done, tag) in tags.iter().enumerate() {
-            let applied = self.manifest_digest(tag).and_then(|previous| {
+            let previous = match &listed {
+                Some(listed) if !listed.contains(tag) => Ok(None),
+                _ => self.manifest_digest(tag),
+            };
+            let applied = previous.and_then(|previous| {
                 let outcome = if previous.as_deref() == Some(top.digest.as_str()) {
                     TagOutcome::Unchanged
                 } else {
@@ -224,6 +235,35 @@ impl Steps<'_> {
             }
         }
         Ok(top.digest.clone())
+    }
+
+    /// `GET .../tags/list`: every tag of the repository, or None when the registry does not
+    /// give the whole list in one answer (paginated, refused, failed); callers then ask tag
+    /// by tag. A repository that does not exist has no tags.
+    fn listed_tags(&self) -> Option<std::collections::HashSet<String>> {
+        let url = self.url("tags/list");
+        let what = "listing tags";
+        let mut response = self
+            .client
+            .send(Method::GET, &url, &[], Payload::Empty, what)
+            .ok()?;
+        match response.status() {
+            StatusCode::NOT_FOUND => return Some(Default::default()),
+            StatusCode::OK if !response.headers().contains_key("link") => {}
+            _ => return None,
+        }
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(16 << 20)
+            .read_to_vec()
+            .ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let tags = match value.get("tags")? {
+            serde_json::Value::Null => Vec::new(),
+            list => list.as_array()?.iter().filter_map(|t| t.as_str()).collect(),
+        };
+        Some(tags.into_iter().map(str::to_string).collect())
     }
 
     /// What a push would do with a blob, asked with HEAD requests only.

@@ -418,7 +418,8 @@ fn transient_statuses_are_retried_until_success() {
             Rule::nth(1, "PUT", "/blobs/uploads/", Fault::status(503)),
             Rule::first(2, "PUT", &image.manifest.digest, Fault::status(500)),
             Rule::nth(1, "PUT", "/manifests/v1", Fault::retry_after(429, "0")),
-            Rule::nth(1, "HEAD", "/manifests/v1", Fault::status(504)),
+            // Tags are looked up in one listing, retried like any request.
+            Rule::nth(1, "GET", "/tags/list", Fault::status(504)),
         ],
     );
     let layout = image_layout(&image);

@@ -130,61 +130,52 @@ impl Client {
         credential: Credential,
         scopes: &[String],
     ) -> Result<Client> {
-        let tls = tls::config(connection.ca_file.as_deref(), connection.insecure)?;
-        let agent: Agent = Agent::config_builder()
-            // Error statuses are answers to read (the registry's error body), not failures.
-            .http_status_as_error(false)
-            .tls_config(tls)
-            .user_agent(concat!("oci-push/", env!("CARGO_PKG_VERSION")))
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(300)))
-            // Few syscalls per layer, yet four uploads at once stay within a few MiB.
-            .output_buffer_size(256 << 10)
-            .build()
-            .into();
         let host = repository.api_host();
-        let schemes: &[&str] = if connection.plain_http {
-            &["http"]
-        } else if repository.is_loopback() {
-            &["https", "http"]
-        } else {
-            &["https"]
-        };
+        // The system's trust store takes milliseconds to load: only an HTTPS registry needs
+        // it. Until the scheme is known, the agent trusts the compiled-in roots, which cost
+        // nothing, and is never used to send credentials.
         let mut client = Client {
-            agent,
-            base: String::new(),
+            agent: new_agent(tls::without_system_roots(connection.insecure)),
+            base: format!("http://{host}"),
             registry: repository.registry().to_string(),
             auth: auth::Auth::new(credential, scopes),
             verbose: connection.verbose,
             policy: retry::Policy::new(connection.retries, connection.timeout),
         };
         let what = format!("checking registry {}", repository.registry());
-        for (i, scheme) in schemes.iter().enumerate() {
-            client.base = format!("{scheme}://{host}");
-            let url = client.url("/v2/");
-            if i + 1 == schemes.len() {
-                let response = client.send(Method::GET, &url, &[], Payload::Empty, &what)?;
-                return client.check_ping(response, &url, &what);
-            }
-            // HTTPS first on loopback, once: a plain HTTP registry fails the handshake at once.
-            match client.raw(&Method::GET, &url, &[], Payload::Empty, &what) {
-                Ok(_) => {
-                    // Speaks HTTPS: ping again through the normal path, with auth and retries.
-                    let response = client.send(Method::GET, &url, &[], Payload::Empty, &what)?;
-                    return client.check_ping(response, &url, &what);
-                }
-                // A loopback registry that speaks TLS but is not trusted must say so, not
-                // fall back to plain HTTP and report the TLS server's 400.
-                Err((e, true)) => return Err(e),
-                Err(_) => continue,
-            }
+        let https = if connection.plain_http {
+            false
+        } else if repository.is_loopback() {
+            // HTTPS first on loopback, once: a plain HTTP registry fails the handshake at
+            // once, and a TLS one answers (or fails on its certificate, to be checked again
+            // below with the full trust store).
+            let url = format!("https://{host}/v2/");
+            matches!(
+                client.raw(&Method::GET, &url, &[], Payload::Empty, &what),
+                Ok(_) | Err((_, true))
+            )
+        } else {
+            true
+        };
+        if https {
+            let tls = tls::config(connection.ca_file.as_deref(), connection.insecure)?;
+            client.agent = new_agent(tls);
+            client.base = format!("https://{host}");
         }
-        Err(Error::usage(format!("{what}: no scheme to try")))
+        let url = client.url("/v2/");
+        let response = client.send(Method::GET, &url, &[], Payload::Empty, &what)?;
+        client.check_ping(response, &url, &what)
     }
 
     fn check_ping(self, response: Response<ureq::Body>, url: &str, what: &str) -> Result<Client> {
         match response.status() {
-            StatusCode::OK => Ok(self),
+            StatusCode::OK => {
+                // Read the short answer, so the connection goes back to the pool for the next
+                // request instead of a new one being opened.
+                let mut response = response;
+                let _ = response.body_mut().with_config().limit(64 * 1024).read_to_vec();
+                Ok(self)
+            }
             StatusCode::UNAUTHORIZED => {
                 // send() already answered the challenge once: our credentials were refused.
                 let refused = self.expect(response, &[], &Method::GET, url, what);
@@ -527,6 +518,21 @@ impl Client {
             .build();
         self.agent.run(request)
     }
+}
+
+/// The one agent (connection pool) of a client.
+fn new_agent(tls: ureq::tls::TlsConfig) -> Agent {
+    Agent::config_builder()
+        // Error statuses are answers to read (the registry's error body), not failures.
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .user_agent(concat!("oci-push/", env!("CARGO_PKG_VERSION")))
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(300)))
+        // Few syscalls per layer, yet eight uploads at once stay within a few MiB.
+        .output_buffer_size(256 << 10)
+        .build()
+        .into()
 }
 
 /// Puts a file body at its start before (re)sending it.

@@ -1,10 +1,10 @@
 # Sourced by the project's scripts: start_registry DIR starts the CNCF distribution registry
 # (Debian's docker-registry) on a free 127.0.0.1 port with its config, log and storage in DIR,
 # and sets REGISTRY (host:port) and registry_pid. The caller stops it (kill "$registry_pid").
-# REGISTRY_STORAGE overrides the storage directory (e.g. tmpfs for benchmarks).
+# (No REGISTRY_* variables here: docker-registry reads those as overrides of its config.)
 
 start_registry() {
-  local dir=$1 try port storage=${REGISTRY_STORAGE:-$1/storage}
+  local dir=$1 try port storage=$1/storage
   for try in 1 2 3 4 5 6 7 8 9 10; do
     port=$((20000 + RANDOM % 30000))
     # Skip ports something already listens on.
