@@ -94,9 +94,18 @@ top="$(git -C "$PWD" rev-parse --show-toplevel 2>/dev/null || pwd -P)"
   mountpoint -q "$R/sys"  || mount -t sysfs sysfs "$R/sys"
   mountpoint -q "$R/dev"  || { mount --rbind /dev "$R/dev"; mount --make-rslave "$R/dev"; }
   mountpoint -q "$R$OUT_ROOT" || mount --bind "$OUT_ROOT" "$R$OUT_ROOT"
-  mountpoint -q "$R$top" || mount --bind "$top" "$R$top"
+  # bind DIR: DIR at the same path inside. A mount left from an earlier directory of the same
+  # name (a checkout deleted and cloned again) still shows the old, deleted tree: replace it.
+  bind() {
+    if mountpoint -q "$R$1"; then
+      [ "$(stat -c %d:%i "$1")" = "$(stat -c %d:%i "$R$1" 2>/dev/null)" ] && return 0
+      umount -l "$R$1"
+    fi
+    mount --bind "$1" "$R$1"
+  }
+  bind "$top"
   for extra in ${BAZEL_CHROOT_BIND:+${BAZEL_CHROOT_BIND//:/ }}; do
-    mkdir -p "$R$extra"; mountpoint -q "$R$extra" || mount --bind "$extra" "$R$extra"
+    mkdir -p "$R$extra"; bind "$extra"
   done
 ) 9>"$R/.wrapper.lock"
 unset JAVA_HOME LD_LIBRARY_PATH LD_PRELOAD
