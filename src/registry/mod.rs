@@ -16,6 +16,8 @@ mod auth;
 mod challenge;
 mod error;
 mod retry;
+#[cfg(target_os = "linux")]
+mod sendfile;
 mod tls;
 
 use std::fs::File;
@@ -453,6 +455,10 @@ impl Client {
         let result = match payload {
             Payload::Empty => self.run(builder.body(()).map_err(bad_request)?, remaining),
             Payload::Bytes(bytes) => self.run(builder.body(bytes).map_err(bad_request)?, remaining),
+            #[cfg(target_os = "linux")]
+            Payload::File(body) if self.direct(url) => {
+                sendfile::send(method, url, headers, body, USER_AGENT, remaining)
+            }
             Payload::File(body) => {
                 let mut reader = Progressing {
                     inner: body.file.take(body.len),
@@ -493,6 +499,19 @@ fn challenges(response: &Response<ureq::Body>) -> Vec<challenge::Challenge> {
 }
 
 impl Client {
+    /// Whether a blob body to `url` may go by `sendfile`: plain HTTP, with no proxy between.
+    #[cfg(target_os = "linux")]
+    fn direct(&self, url: &str) -> bool {
+        if !url.starts_with("http://") {
+            return false;
+        }
+        match (self.agent.config().proxy(), url.parse::<ureq::http::Uri>()) {
+            (None, _) => true,
+            (Some(proxy), Ok(uri)) => proxy.is_no_proxy(&uri),
+            (Some(_), Err(_)) => false,
+        }
+    }
+
     /// After failed attempt `attempt` of a step the caller retries itself: whether to try
     /// again (having waited), by the same policy as every request.
     pub fn again(
@@ -520,13 +539,15 @@ impl Client {
     }
 }
 
+const USER_AGENT: &str = concat!("oci-push/", env!("CARGO_PKG_VERSION"));
+
 /// The one agent (connection pool) of a client.
 fn new_agent(tls: ureq::tls::TlsConfig) -> Agent {
     Agent::config_builder()
         // Error statuses are answers to read (the registry's error body), not failures.
         .http_status_as_error(false)
         .tls_config(tls)
-        .user_agent(concat!("oci-push/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(300)))
         // Few syscalls per layer, yet eight uploads at once stay within a few MiB.
