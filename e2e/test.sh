@@ -42,19 +42,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok      $1"; }
-not_ok() {
-  failed=$((failed + 1))
-  echo "FAILED  $1"
-  [ -z "${2:-}" ] || sed 's/^/        | /' <<<"$2" | tail -n 25
-}
-# check NAME COMMAND...: one check, passing when COMMAND succeeds.
-check() {
-  local name=$1
-  shift
-  if "$@" >"$tmp/check.out" 2>&1; then ok "$name"; else not_ok "$name" "$(cat "$tmp/check.out")"; fi
-}
+# shellcheck source=../tools/lib/checks.sh
+source "$root/tools/lib/checks.sh"
 
 # --- registry ---------------------------------------------------------------
 
@@ -106,8 +95,6 @@ no_tags() {
   grep -Eq '"tags":(null|\[\])|"NAME_UNKNOWN"' <<<"$body" || { echo "tags/list: $body"; return 1; }
 }
 
-# equals WHAT GOT WANT
-equals() { [ "$2" = "$3" ] || { echo "$1: got '$2', want '$3'"; return 1; }; }
 
 # --- build --------------------------------------------------------------------
 
@@ -285,5 +272,4 @@ missing=""
 for f in $flags; do grep -q -- "$f" "$docs" || missing+=" $f"; done
 check "docs/oci_push.md documents every flag of oci-push --help" equals "undocumented" "${missing# }" ""
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

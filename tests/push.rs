@@ -567,3 +567,19 @@ fn any_number_of_upload_threads_gives_the_same_image() {
     assert_eq!(run.code, 1);
     assert_eq!(run.error(), "--jobs 0: give a whole number from 1 to 64");
 }
+
+#[test]
+fn a_registry_named_localhost_is_found_on_every_address_it_resolves_to() {
+    // `localhost` may resolve to ::1 before 127.0.0.1 (as in Debian testing's /etc/hosts),
+    // where this registry does not listen: every address must be tried.
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 27, 2, 300_000);
+    let layout = image_layout(&image);
+    let repo = format!("localhost:{}/named", registry.port);
+    let run = oci_push(["--layout", &layout_arg(&layout), "-r", &repo, "-t", "x"]).ok();
+    assert_eq!(run.last_line(), format!("{repo}@{}", image.manifest.digest));
+    registry.assert_manifest("named", "x", &image.manifest);
+    for blob in image.blobs() {
+        registry.assert_blob("named", blob);
+    }
+}

@@ -50,12 +50,24 @@ pub fn send(
         .to_socket_addrs()
         .map_err(|_| ureq::Error::HostNotFound)?
         .collect();
-    let first = addresses.first().ok_or(ureq::Error::HostNotFound)?;
-    let mut stream = TcpStream::connect_timeout(first, remaining.min(Duration::from_secs(30)))
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::TimedOut => ureq::Error::Timeout(ureq::Timeout::Connect),
-            _ => ureq::Error::Io(e),
-        })?;
+    // `localhost` may resolve to ::1 first and the registry listen on 127.0.0.1 only: try
+    // every address, as ureq does.
+    let connect_timeout = remaining.min(Duration::from_secs(30));
+    let mut last = ureq::Error::HostNotFound;
+    let mut connected = None;
+    for candidate in &addresses {
+        match TcpStream::connect_timeout(candidate, connect_timeout) {
+            Ok(stream) => {
+                connected = Some(stream);
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                last = ureq::Error::Timeout(ureq::Timeout::Connect)
+            }
+            Err(e) => last = ureq::Error::Io(e),
+        }
+    }
+    let mut stream = connected.ok_or(last)?;
     stream.set_nodelay(true).map_err(ureq::Error::Io)?;
     stream
         .set_write_timeout(Some(remaining))

@@ -29,19 +29,8 @@ for tool in cargo git file ldd python3; do
   command -v "$tool" >/dev/null || { echo "release test: $tool not found (see the header of $0)" >&2; exit 1; }
 done
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok      $1"; }
-not_ok() {
-  failed=$((failed + 1))
-  echo "FAILED  $1"
-  [ -z "${2:-}" ] || sed 's/^/        | /' <<<"$2" | tail -n 25
-}
-# check NAME COMMAND...: one check, passing when COMMAND succeeds.
-check() {
-  local name=$1
-  shift
-  if "$@" >"$tmp/check.out" 2>&1; then ok "$name"; else not_ok "$name" "$(cat "$tmp/check.out")"; fi
-}
+# shellcheck source=../lib/checks.sh
+source "$root/tools/lib/checks.sh"
 # fails_with NAME PATTERN COMMAND...: COMMAND fails, and its output matches (extended regex) PATTERN.
 fails_with() {
   local name=$1 pattern=$2
@@ -54,7 +43,6 @@ fails_with() {
     ok "$name"
   fi
 }
-equals() { [ "$2" = "$3" ] || { echo "$1: got '$2', want '$3'"; return 1; }; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # table_is FILE VERSION BASE PLATFORM...: FILE (a generated versions.bzl, read as Python with
@@ -98,7 +86,7 @@ rm -rf "$work" && mkdir -p "$dist"
 head_before="$(git -C "$root" rev-parse --short=12 HEAD)"
 if ! bash "$release" --base-url "file://$dist" "$version" "$dist" >"$tmp/release.log" 2>&1; then
   not_ok "tools/release.sh --base-url file://... $version" "$(cat "$tmp/release.log")"
-  echo "$passed passed, $failed failed"
+  summary
   exit 1
 fi
 ok "tools/release.sh --base-url file://... $version $dist"
@@ -207,5 +195,4 @@ check "MODULE.bazel: what follows ### INTERNAL ONLY is dev_dependency = True" de
 check "the release workflow builds the five platforms with tools/release.sh" \
   bash -c "for p in linux_amd64 linux_arm64 macos_amd64 macos_arm64 windows_amd64; do grep -q \"platform: \$p,\" '$root/.github/workflows/release.yml' || { echo \"no \$p\"; exit 1; }; done; grep -q 'tools/release.sh table --require-all' '$root/.github/workflows/release.yml'"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary
