@@ -8,8 +8,8 @@ own error code and message. The protocol code in `push` never sees schemes, cred
 tokens.
 
 The scheme: HTTPS with certificate verification. For registries on loopback (`localhost`,
-`127.0.0.0/8`, `[::1]`) HTTPS is tried first and plain HTTP used when the registry does not
-speak TLS, as crane does; `--plain-http` goes straight to HTTP.
+`127.0.0.0/8`, `[::1]`) plain HTTP is tried first and HTTPS used when the registry answers like
+a TLS server; `--plain-http` goes straight to HTTP.
 */
 
 mod auth;
@@ -148,14 +148,25 @@ impl Client {
         let https = if connection.plain_http {
             false
         } else if repository.is_loopback() {
-            // HTTPS first on loopback, once: a plain HTTP registry fails the handshake at
-            // once, and a TLS one answers (or fails on its certificate, to be checked again
-            // below with the full trust store).
-            let url = format!("https://{host}/v2/");
-            matches!(
-                client.raw(&Method::GET, &url, &[], Payload::Empty, &what),
-                Ok(_) | Err((_, true))
-            )
+            // Plain HTTP first on loopback, where registries usually speak it: one request
+            // when they do. A TLS registry answers plain HTTP with 400 (or hangs up), and
+            // then gets HTTPS. The probe carries no credentials.
+            let url = format!("http://{host}/v2/");
+            match client.raw(&Method::GET, &url, &[], Payload::Empty, &what) {
+                Ok(response) if response.status() == StatusCode::OK => {
+                    return client.check_ping(response, &url, &what);
+                }
+                Ok(response) => response.status() == StatusCode::BAD_REQUEST,
+                // Nothing answered plain HTTP: HTTPS if that answers, else plain HTTP again
+                // below, with retries and its error.
+                Err(_) => {
+                    let url = format!("https://{host}/v2/");
+                    matches!(
+                        client.raw(&Method::GET, &url, &[], Payload::Empty, &what),
+                        Ok(_) | Err((_, true))
+                    )
+                }
+            }
         } else {
             true
         };

@@ -10,7 +10,7 @@
 //! request body, answer a status of their own (`Retry-After` and all), stall, truncate the
 //! answer, lose the answer after the registry acted, or reset at once. Every request is recorded
 //! ([`ProxiedRequest`]) so that a test can count, say, the upload sessions a push opened. A TLS
-//! ClientHello (`oci-push` tries HTTPS on loopback first) is answered as Go's plain-HTTP server
+//! ClientHello (from a client trying HTTPS first, as crane does) is answered as Go's plain-HTTP server
 //! answers it, with a `400` and a close, and is not counted as a request.
 //!
 //! Everything is bounded: socket timeouts, stalls that end when the proxy is dropped, and the
