@@ -77,6 +77,14 @@ fn assert_refused(run: &Run, registry: &Registry, path: &str, code: i32, fragmen
 }
 
 /// `--verbose` printed the requests (one line per request: method, URL, status, time).
+/// The push as alice succeeded (read back from the registry), was logged request by request,
+/// and showed none of alice's secrets.
+fn assert_alice_pushed(run: &Run, registry: &Registry, repo: &str, path: &str, image: &Image) {
+    assert_pushed(run, registry, repo, path, image);
+    assert_verbose(run);
+    run.assert_no_secrets(&alice_secrets());
+}
+
 fn assert_verbose(run: &Run) {
     assert!(
         run.stderr
@@ -755,9 +763,7 @@ fn tls_and_basic_auth_together() {
         &[],
         Some("s3cret\n"),
     );
-    assert_pushed(&run, &registry, &repo, "tls/basic", &image);
-    assert_verbose(&run);
-    run.assert_no_secrets(&alice_secrets());
+    assert_alice_pushed(&run, &registry, &repo, "tls/basic", &image);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -778,9 +784,7 @@ fn basic_username_and_password_stdin() {
         &[],
         Some("s3cret\n"),
     );
-    assert_pushed(&run, &registry, &repo, "basic/app", &image);
-    assert_verbose(&run);
-    run.assert_no_secrets(&alice_secrets());
+    assert_alice_pushed(&run, &registry, &repo, "basic/app", &image);
 }
 
 #[test]
@@ -796,9 +800,7 @@ fn basic_environment_variables() {
         ],
         None,
     );
-    assert_pushed(&run, &registry, &repo, "basic/app", &image);
-    assert_verbose(&run);
-    run.assert_no_secrets(&alice_secrets());
+    assert_alice_pushed(&run, &registry, &repo, "basic/app", &image);
 }
 
 #[test]
@@ -816,9 +818,7 @@ fn basic_docker_config_auth_in_docker_config_dir() {
         &[("DOCKER_CONFIG", dir.to_str().unwrap())],
         None,
     );
-    assert_pushed(&run, &registry, &repo, "basic/app", &image);
-    assert_verbose(&run);
-    run.assert_no_secrets(&alice_secrets());
+    assert_alice_pushed(&run, &registry, &repo, "basic/app", &image);
 }
 
 #[test]
@@ -832,9 +832,7 @@ fn basic_docker_config_username_and_password_in_home() {
         serde_json::json!({"username": ALICE_USER, "password": ALICE_PASSWORD}),
     ));
     let run = sandbox.run(&push_args(&layout, &repo, &[]), &[], None);
-    assert_pushed(&run, &registry, &repo, "basic/app", &image);
-    assert_verbose(&run);
-    run.assert_no_secrets(&alice_secrets());
+    assert_alice_pushed(&run, &registry, &repo, "basic/app", &image);
 }
 
 #[test]
@@ -890,9 +888,7 @@ fn basic_podman_registry_auth_file() {
         &[("REGISTRY_AUTH_FILE", file.to_str().unwrap())],
         None,
     );
-    assert_pushed(&run, &registry, &repo, "basic/app", &image);
-    assert_verbose(&run);
-    run.assert_no_secrets(&alice_secrets());
+    assert_alice_pushed(&run, &registry, &repo, "basic/app", &image);
 }
 
 #[test]
@@ -906,9 +902,7 @@ fn basic_podman_auth_json_in_xdg_runtime_dir() {
         auth_entry(ALICE_USER, ALICE_PASSWORD),
     ));
     let run = sandbox.run(&push_args(&layout, &repo, &[]), &[], None);
-    assert_pushed(&run, &registry, &repo, "basic/app", &image);
-    assert_verbose(&run);
-    run.assert_no_secrets(&alice_secrets());
+    assert_alice_pushed(&run, &registry, &repo, "basic/app", &image);
 }
 
 #[test]
