@@ -8,7 +8,7 @@ plain lines elsewhere (a CI log reads top to bottom, without carriage returns), 
 */
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -17,6 +17,18 @@ use serde_json::json;
 use crate::layout::{BlobKind, Layout, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::push::{BlobOutcome, Event, Observer, TagOutcome};
 use crate::units::{human_duration, human_size};
+
+/// The live bars, while there are any: other lines go above them, not through them.
+static LIVE_BARS: OnceLock<MultiProgress> = OnceLock::new();
+
+/// One line of diagnostics on stderr (a retry, a `--verbose` request): printed above the live
+/// bars on a terminal, so that neither garbles the other.
+pub fn log(text: &str) {
+    match LIVE_BARS.get() {
+        Some(multi) => multi.suspend(|| eprintln!("{text}")),
+        None => eprintln!("{text}"),
+    }
+}
 
 /// How progress is shown on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -449,6 +461,8 @@ struct Bars {
 impl Bars {
     fn new(bytes: u64) -> Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        // One reporter a process: a second would keep its own bars to itself.
+        let _ = LIVE_BARS.set(multi.clone());
         let total = multi.add(ProgressBar::new(bytes));
         total.set_style(style(
             "total        [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",

@@ -461,7 +461,7 @@ fn bars_on_a_terminal_then_the_summary() {
     let repo = registry.repo("tty");
     // `script` gives the command a pseudo-terminal, as a person at a shell has.
     let command = format!(
-        "{} --layout {} -r {repo} -t tty",
+        "{} --layout {} -r {repo} -t tty --verbose",
         env!("CARGO_BIN_EXE_oci-push"),
         layout_arg(&layout)
     );
@@ -480,6 +480,19 @@ fn bars_on_a_terminal_then_the_summary() {
         "{text}"
     );
     assert!(text.contains("  tags:   applied tty"), "{text}");
+    // --verbose lines are printed whole above the bars, each on a line of its own.
+    let requests: Vec<&str> = text
+        .split(['\n', '\r'])
+        .filter(|l| l.contains("http: PUT "))
+        .collect();
+    assert!(!requests.is_empty(), "{text}");
+    for line in requests {
+        let at = line.find("http: PUT ").unwrap();
+        assert!(
+            line[at..].ends_with(" ms)"),
+            "a request line cut by a bar: {line:?}"
+        );
+    }
     // No plain progress lines on a terminal: the bars replace them.
     assert!(!text.contains("  uploading    "), "{text}");
     registry.assert_manifest("tty", "tty", &image.manifest);

@@ -31,6 +31,7 @@ use ureq::{Agent, SendBody};
 use crate::auth::{Credential, Secret};
 use crate::error::{Error, Kind, Result};
 use crate::reference::Repository;
+use crate::report;
 
 pub use error::Refusal;
 
@@ -483,14 +484,14 @@ impl Client {
         };
         if self.verbose {
             let took = started.elapsed().as_millis();
-            match &result {
-                Ok(r) => eprintln!(
-                    "http: {method} {} -> {} ({took} ms)",
-                    redact(url),
-                    r.status()
-                ),
-                Err(e) => eprintln!("http: {method} {} -> {e} ({took} ms)", redact(url)),
-            }
+            let outcome = match &result {
+                Ok(r) => r.status().to_string(),
+                Err(e) => e.to_string(),
+            };
+            report::log(&format!(
+                "http: {method} {} -> {outcome} ({took} ms)",
+                redact(url)
+            ));
         }
         result.map_err(|e| match (&e, self.policy.remaining()) {
             (ureq::Error::Timeout(_), None) => (self.policy.timed_out(what), false),

@@ -66,12 +66,12 @@ impl Policy {
             Some(left) if left > wait => {}
             _ => return Err(self.timed_out(what)),
         }
-        eprintln!(
+        crate::report::log(&format!(
             "retry: {why}; attempt {} of {} in {}",
             attempt + 1,
             self.retries + 1,
             human_duration(wait)
-        );
+        ));
         std::thread::sleep(wait);
         Ok(true)
     }
