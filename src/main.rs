@@ -78,19 +78,14 @@ fn push(plan: Plan) -> Result<()> {
         let json = reporter.json(error.map(|e| (e.message(), e.kind().exit_code())));
         print(&json.to_string())?;
     }
-    let digest = result?;
-    let line = format!("{repository}@{digest}");
-    if plan.dry_run {
-        // Nothing was pushed: no digest file, which would say otherwise.
-        return if plan.json { Ok(()) } else { print(&line) };
-    }
-    if let Some(path) = &plan.digest_file {
+    let line = format!("{repository}@{}", result?);
+    // A dry run pushed nothing: no digest file, which would say otherwise.
+    if let (Some(path), false) = (&plan.digest_file, plan.dry_run) {
         write_digest_file(path, &line)?;
     }
-    if plan.json {
-        Ok(())
-    } else {
-        print(&line)
+    match plan.json {
+        true => Ok(()),
+        false => print(&line),
     }
 }
 
@@ -105,6 +100,7 @@ fn connect_and_push(
         jobs: plan.jobs,
         mount_from: mount_sources(repository, &plan.mount_from, &layout.base_names),
         chunk_size: plan.chunk_size,
+        dry_run: plan.dry_run,
     };
     // Every scope the run needs, asked for before the first request: one token serves all.
     let mut scopes = vec![format!("repository:{}:pull,push", repository.path())];
@@ -115,8 +111,7 @@ fn connect_and_push(
             .map(|from| format!("repository:{from}:pull")),
     );
     let client = registry::Client::connect(repository, &plan.connection, credential, &scopes)?;
-    let run = if plan.dry_run { push::plan } else { push::push };
-    run(&client, repository, layout, &plan.tags, &options, reporter)
+    push::push(&client, repository, layout, &plan.tags, &options, reporter)
 }
 
 /// The repository paths to mount blobs from: `--mount-from` first, then the layout's base image

@@ -75,10 +75,14 @@ pub struct Options {
     pub mount_from: Vec<String>,
     /// Upload in chunks of this many bytes (`PATCH`), instead of one `PUT`.
     pub chunk_size: Option<u64>,
+    /// Only ask (HEAD requests) and report what a push would do; write nothing.
+    pub dry_run: bool,
 }
 
 /// Pushes the layout's blobs and manifests, then applies `tags` in order, stopping at the first
-/// tag that fails. Returns the digest of the top manifest.
+/// tag that fails. Returns the digest of the top manifest. With `options.dry_run` it only asks
+/// the registry what it has (HEAD requests) and reports, as events, what a push would upload,
+/// mount or skip and which tags would change.
 pub fn push(
     client: &Client,
     repository: &Repository,
@@ -93,66 +97,7 @@ pub fn push(
         options,
         observer,
     };
-    steps.run(layout, tags, false)
-}
-
-/// A dry run: asks the registry what it has (HEAD requests only) and reports, as events, what
-/// a push would upload, mount or skip and which tags would change. Writes nothing.
-pub fn plan(
-    client: &Client,
-    repository: &Repository,
-    layout: &Layout,
-    tags: &[String],
-    options: &Options,
-    observer: &dyn Observer,
-) -> Result<String> {
-    let steps = Steps {
-        client,
-        repository,
-        options,
-        observer,
-    };
-    steps.run(layout, tags, true)
-}
-
-/// Uploads the blobs on `jobs` threads, largest first so the long ones start early. After the
-/// first failure no new blob is started, and that failure is the result.
-fn push_blobs(steps: &Steps, blobs: &[Blob], jobs: usize, observer: &dyn Observer) -> Result<()> {
-    let mut order: Vec<&Blob> = blobs.iter().collect();
-    order.sort_by_key(|b| std::cmp::Reverse(b.size));
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let failed = || failure.lock().map(|f| f.is_some()).unwrap_or(true);
-    let work = || {
-        while !failed() {
-            let Some(blob) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                return;
-            };
-            match steps.push_blob(blob) {
-                Ok(outcome) => observer.event(Event::Blob(blob, outcome)),
-                Err(e) => {
-                    if let Ok(mut first) = failure.lock() {
-                        first.get_or_insert(e);
-                    }
-                    return;
-                }
-            }
-        }
-    };
-    let threads = jobs.clamp(1, order.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 1..threads {
-            scope.spawn(work);
-        }
-        work();
-    });
-    match failure.into_inner() {
-        Ok(None) => Ok(()),
-        Ok(Some(e)) => Err(e),
-        Err(poisoned) => Err(poisoned
-            .into_inner()
-            .unwrap_or_else(|| Error::usage("a blob upload thread panicked"))),
-    }
+    steps.run(layout, tags)
 }
 
 fn list(tags: &[String]) -> String {
@@ -173,8 +118,9 @@ struct Steps<'a> {
 
 impl Steps<'_> {
     /// The push, or with `dry_run` only its questions.
-    fn run(&self, layout: &Layout, tags: &[String], dry_run: bool) -> Result<String> {
+    fn run(&self, layout: &Layout, tags: &[String]) -> Result<String> {
         let observer = self.observer;
+        let dry_run = self.options.dry_run;
         observer.event(Event::Start { dry_run });
         let top = layout.top();
         // A registry holds a manifest only once everything it references is there, so when the
@@ -187,7 +133,7 @@ impl Steps<'_> {
                     observer.event(Event::Blob(blob, self.blob_plan(blob)?));
                 }
             } else {
-                push_blobs(self, &layout.blobs, self.options.jobs, observer)?;
+                self.push_blobs(&layout.blobs)?;
             }
             for manifest in &layout.manifests {
                 if !dry_run {
@@ -235,6 +181,46 @@ impl Steps<'_> {
             }
         }
         Ok(top.digest.clone())
+    }
+
+    /// Uploads the blobs on `--jobs` threads, largest first so the long ones start early. After the
+    /// first failure no new blob is started, and that failure is the result.
+    fn push_blobs(&self, blobs: &[Blob]) -> Result<()> {
+        let mut order: Vec<&Blob> = blobs.iter().collect();
+        order.sort_by_key(|b| std::cmp::Reverse(b.size));
+        let next = AtomicUsize::new(0);
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        let failed = || failure.lock().map(|f| f.is_some()).unwrap_or(true);
+        let work = || {
+            while !failed() {
+                let Some(blob) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    return;
+                };
+                match self.push_blob(blob) {
+                    Ok(outcome) => self.observer.event(Event::Blob(blob, outcome)),
+                    Err(e) => {
+                        if let Ok(mut first) = failure.lock() {
+                            first.get_or_insert(e);
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        let threads = self.options.jobs.clamp(1, order.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        });
+        match failure.into_inner() {
+            Ok(None) => Ok(()),
+            Ok(Some(e)) => Err(e),
+            Err(poisoned) => Err(poisoned
+                .into_inner()
+                .unwrap_or_else(|| Error::usage("a blob upload thread panicked"))),
+        }
     }
 
     /// `GET .../tags/list`: every tag of the repository, or None when the registry does not

@@ -190,19 +190,16 @@ impl Client {
                 let _ = response.body_mut().with_config().limit(64 * 1024).read_to_vec();
                 Ok(self)
             }
-            StatusCode::UNAUTHORIZED => {
-                // send() already answered the challenge once: our credentials were refused.
-                let refused = self.expect(response, &[], &Method::GET, url, what);
-                Err(refused.err().unwrap_or_else(|| Error::usage(what.to_string())))
-            }
             StatusCode::NOT_FOUND => Err(Error::new(
                 Kind::Rejected,
                 format!("{what}: GET {url} answered 404 Not Found; this is not an OCI registry (no /v2/ API)"),
             )),
+            // A 401 here comes after send() answered the challenge: our credentials were
+            // refused, and refusal_error names where they came from.
             _ => {
                 let mut response = response;
                 let refusal = Refusal::read(&mut response, &Method::GET);
-                Err(refusal.into_error(&Method::GET, url).context(what))
+                Err(self.refusal_error(refusal, &Method::GET, url, what))
             }
         }
     }
@@ -423,14 +420,12 @@ impl Client {
         let mut response = response;
         if response.status() != StatusCode::OK {
             let refusal = Refusal::read(&mut response, &Method::GET);
-            let cause = Error::new(
-                Kind::Auth,
-                format!("token server {realm} answered {}", refusal.status),
-            );
+            let cause = format!("token server {realm} answered {}", refusal.status);
             return Err(if refusal.is_auth() {
-                self.refused_error(cause).context(what)
+                self.refused_error(Error::new(Kind::Auth, cause))
+                    .context(what)
             } else {
-                Error::new(Kind::Rejected, cause.to_string()).context(what)
+                Error::new(Kind::Rejected, cause).context(what)
             });
         }
         let body = response
@@ -498,19 +493,7 @@ impl Client {
             _ => transport_error(e, method, url, what),
         })
     }
-}
 
-fn challenges(response: &Response<ureq::Body>) -> Vec<challenge::Challenge> {
-    response
-        .headers()
-        .get_all("www-authenticate")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(challenge::parse)
-        .collect()
-}
-
-impl Client {
     /// Whether a blob body to `url` may go by `sendfile`: plain HTTP, with no proxy between.
     #[cfg(target_os = "linux")]
     fn direct(&self, url: &str) -> bool {
@@ -549,6 +532,16 @@ impl Client {
             .build();
         self.agent.run(request)
     }
+}
+
+fn challenges(response: &Response<ureq::Body>) -> Vec<challenge::Challenge> {
+    response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(challenge::parse)
+        .collect()
 }
 
 const USER_AGENT: &str = concat!("oci-push/", env!("CARGO_PKG_VERSION"));
