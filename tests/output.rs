@@ -385,31 +385,11 @@ fn dry_run_writes_nothing_and_says_what_would_happen() {
         .status;
     assert_eq!(status, 404, "the manifest must not be pushed");
     for layer in &base.layers {
-        assert!(
-            run.stderr
-                .contains(&format!("  would mount  {}", layer.digest)),
-            "{}",
-            run.stderr
-        );
+        run.assert_step("would mount", &layer.digest);
     }
-    assert!(
-        run.stderr
-            .contains(&format!("  would upload {}", app.layers[2].digest)),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr
-            .contains(&format!("  would upload {}", app.config.digest)),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr
-            .contains(&format!("  would push   {}", app.manifest.digest)),
-        "{}",
-        run.stderr
-    );
+    run.assert_step("would upload", &app.layers[2].digest);
+    run.assert_step("would upload", &app.config.digest);
+    run.assert_step("would push", &app.manifest.digest);
     assert!(
         run.stderr.contains("  would move   live from sha256:"),
         "{}",

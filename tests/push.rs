@@ -68,13 +68,7 @@ fn second_push_uploads_nothing() {
     oci_push(["--layout", &layout_arg(&layout), "-r", &repo, "-t", "one"]).ok();
     let again = oci_push(["--layout", &layout_arg(&layout), "-r", &repo, "-t", "two"]).ok();
     // The registry has the image: not one blob is looked at, let alone sent.
-    assert!(
-        again
-            .stderr
-            .contains(&format!("exists       {}", image.manifest.digest)),
-        "{}",
-        again.stderr
-    );
+    again.assert_step("exists", &image.manifest.digest);
     assert_eq!(
         again.stderr.matches("uploading").count() + again.stderr.matches("uploaded").count(),
         0,
@@ -387,19 +381,10 @@ fn blobs_the_registry_has_are_not_sent_again() {
     ])
     .ok();
     for layer in &base.layers {
-        assert!(
-            run.stderr
-                .contains(&format!("exists       {}", layer.digest)),
-            "{}",
-            run.stderr
-        );
+        run.assert_step("exists", &layer.digest);
     }
-    assert!(run
-        .stderr
-        .contains(&format!("uploaded     {}", app.layers[2].digest)));
-    assert!(run
-        .stderr
-        .contains(&format!("uploaded     {}", app.config.digest)));
+    run.assert_step("uploaded", &app.layers[2].digest);
+    run.assert_step("uploaded", &app.config.digest);
     registry.assert_manifest("app", "app", &app.manifest);
     registry.assert_manifest("app", "base", &base.manifest);
 }
@@ -454,12 +439,7 @@ fn missing_blobs_are_mounted_from_another_repository() {
     ])
     .ok();
     for blob in base.blobs() {
-        assert!(
-            run.stderr
-                .contains(&format!("mounted      {}", blob.digest)),
-            "{}",
-            run.stderr
-        );
+        run.assert_step("mounted", &blob.digest);
         registry.assert_blob("team/app", blob);
     }
     registry.assert_manifest("team/app", "v1", &base.manifest);
@@ -509,19 +489,9 @@ fn the_base_image_annotation_is_a_mount_hint() {
     ])
     .ok();
     for layer in &base.layers {
-        assert!(
-            run.stderr
-                .contains(&format!("mounted      {}", layer.digest)),
-            "{}",
-            run.stderr
-        );
+        run.assert_step("mounted", &layer.digest);
     }
-    assert!(
-        run.stderr
-            .contains(&format!("uploaded     {}", layers[2].digest)),
-        "{}",
-        run.stderr
-    );
+    run.assert_step("uploaded", &layers[2].digest);
     registry.assert_manifest("app", "x", &manifest);
     for blob in &blobs[..3] {
         registry.assert_blob("app", blob);

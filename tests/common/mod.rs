@@ -671,6 +671,16 @@ impl Run {
         self
     }
 
+    /// Asserts a progress line `  WORD         WHAT...` (e.g. `uploaded`, a digest) on stderr.
+    pub fn assert_step(&self, word: &str, what: &str) {
+        let line = format!("  {word:<12} {what}");
+        assert!(
+            self.stderr.contains(&line),
+            "no '{line}' in:\n{}",
+            self.stderr
+        );
+    }
+
     /// The one error line `oci-push: error: ...`, without the prefix.
     pub fn error(&self) -> &str {
         self.stderr
