@@ -435,10 +435,9 @@ impl Steps<'_> {
             }
         }
         let url = with_digest(&self.client.url(&location), &blob.digest);
-        let headers = [("content-length", "0")];
         let response = self
             .client
-            .send(Method::PUT, &url, &headers, Payload::Empty, what)?;
+            .send(Method::PUT, &url, &[], Payload::Empty, what)?;
         self.check_blob_put(response, blob, &url, what)
     }
 

@@ -247,9 +247,15 @@ fn unreachable_registry_exits_3() {
         "0",
     ]);
     assert_eq!(run.code, 3, "{}", run.stderr);
+    // The first request is the question whether the image is there already.
     assert!(
-        run.error().starts_with(&format!(
-            "checking registry 127.0.0.1:{port}: GET http://127.0.0.1:{port}/v2/ failed:"
+        run.error().starts_with("checking manifest sha256:"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.error().contains(&format!(
+            ": HEAD http://127.0.0.1:{port}/v2/app/manifests/sha256:"
         )),
         "{}",
         run.stderr
@@ -257,6 +263,40 @@ fn unreachable_registry_exits_3() {
     assert!(
         run.error()
             .ends_with("(is the registry running and reachable?)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_web_server_instead_of_a_registry_is_named_as_such() {
+    let (_, layout) = good_image();
+    let server = servers::Server::start(servers::bind_loopback(), |mut stream| {
+        let Ok(clone) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = std::io::BufReader::new(clone);
+        if let Ok(Some(_)) = servers::read_request(&mut reader) {
+            let page = b"<html><body>Not Found</body></html>";
+            let _ = servers::respond(&mut stream, 404, &[("Content-Type", "text/html")], page);
+        }
+    });
+    let port = server.port();
+    let run = oci_push([
+        "--layout",
+        layout.path().to_str().unwrap(),
+        "-r",
+        &format!("127.0.0.1:{port}/app"),
+        "--retries",
+        "0",
+    ]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.error().contains(&format!(
+            ": POST http://127.0.0.1:{port}/v2/app/blobs/uploads/ answered 404 Not Found: \
+             <html><body>Not Found</body></html> (not an OCI registry's answer: check the \
+             registry's host and port)"
+        )),
         "{}",
         run.stderr
     );

@@ -59,9 +59,26 @@ impl Refusal {
         } else {
             Kind::Rejected
         };
+        // A registry explains a missing route or method in the spec's error body; a web
+        // server (a wrong host or port) does not.
+        let no_route = [
+            StatusCode::NOT_FOUND,
+            StatusCode::METHOD_NOT_ALLOWED,
+            StatusCode::NOT_IMPLEMENTED,
+        ];
+        let hint = match no_route.contains(&self.status)
+            && self.codes.is_empty()
+            && *method != Method::HEAD
+        {
+            true => " (not an OCI registry's answer: check the registry's host and port)",
+            false => "",
+        };
         let error = Error::new(
             kind,
-            format!("{method} {url} answered {}{}", self.status, self.detail),
+            format!(
+                "{method} {url} answered {}{}{hint}",
+                self.status, self.detail
+            ),
         );
         match is_transient(self.status) {
             true => error.transient(self.retry_after),

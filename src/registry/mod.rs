@@ -8,13 +8,16 @@ own error code and message. The protocol code in `push` never sees schemes, cred
 tokens.
 
 The scheme: HTTPS with certificate verification. For registries on loopback (`localhost`,
-`127.0.0.0/8`, `[::1]`) plain HTTP is tried first and HTTPS used when the registry answers like
-a TLS server; `--plain-http` goes straight to HTTP.
+`127.0.0.0/8`, `[::1]`) the first request goes over plain HTTP, and again over HTTPS when the
+registry answers like a TLS server; that settles the scheme for the rest of the run.
+`--plain-http` goes straight to HTTP. There is no `GET /v2/` ping: the first real request
+learns what a ping would (the scheme, and the auth challenge), one round trip sooner.
 */
 
 mod auth;
 mod challenge;
 mod error;
+mod resolve;
 mod retry;
 #[cfg(target_os = "linux")]
 mod sendfile;
@@ -23,6 +26,7 @@ mod tls;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use ureq::http::{Method, Request, Response, StatusCode};
@@ -114,9 +118,10 @@ impl<R: Read> Read for Progressing<'_, R> {
 }
 
 pub struct Client {
-    agent: Agent,
-    /// `http://host:port` or `https://host:port`, no trailing slash.
-    base: String,
+    endpoint: RwLock<Endpoint>,
+    /// For a loopback registry, until its first request has settled the scheme: what HTTPS
+    /// would need. Requests wait on the lock while the first one settles it.
+    unsettled: Mutex<Option<Tls>>,
     /// The registry's name for messages (`host:port`).
     registry: String,
     auth: auth::Auth,
@@ -124,9 +129,24 @@ pub struct Client {
     policy: retry::Policy,
 }
 
+/// Where requests go: the scheme's base URL and the agent (connection pool, TLS) for it.
+#[derive(Clone)]
+struct Endpoint {
+    agent: Agent,
+    /// `http://host:port` or `https://host:port`, no trailing slash.
+    base: String,
+}
+
+/// The TLS settings from the command line, for when HTTPS turns out to be needed.
+struct Tls {
+    ca_file: Option<PathBuf>,
+    insecure: bool,
+}
+
 impl Client {
-    /// Builds the client and pings the registry (`GET /v2/`) to learn its scheme and how it
-    /// wants to be authenticated. `scopes` are the token scopes the whole run needs.
+    /// Builds the client, sending nothing yet: the first request learns how the registry wants
+    /// to be authenticated (and, on loopback, its scheme). `scopes` are the token scopes the
+    /// whole run needs.
     pub fn connect(
         repository: &Repository,
         connection: &Connection,
@@ -134,74 +154,48 @@ impl Client {
         scopes: &[String],
     ) -> Result<Client> {
         let host = repository.api_host();
-        // The system's trust store takes milliseconds to load: only an HTTPS registry needs
-        // it. Until the scheme is known, the agent trusts the compiled-in roots, which cost
-        // nothing, and is never used to send credentials.
-        let mut client = Client {
-            agent: new_agent(tls::without_system_roots(connection.insecure)),
+        let plain = |agent| Endpoint {
+            agent,
             base: format!("http://{host}"),
+        };
+        let (endpoint, unsettled) = if connection.plain_http {
+            (
+                plain(new_agent(tls::without_system_roots(connection.insecure))),
+                None,
+            )
+        } else if repository.is_loopback() {
+            // The system's trust store takes milliseconds to load: only an HTTPS registry
+            // needs it. Until the scheme is settled, the agent trusts the compiled-in roots,
+            // which cost nothing.
+            let tls = Tls {
+                ca_file: connection.ca_file.clone(),
+                insecure: connection.insecure,
+            };
+            let agent = new_agent(tls::without_system_roots(connection.insecure));
+            (plain(agent), Some(tls))
+        } else {
+            let tls = tls::config(connection.ca_file.as_deref(), connection.insecure)?;
+            let endpoint = Endpoint {
+                agent: new_agent(tls),
+                base: format!("https://{host}"),
+            };
+            (endpoint, None)
+        };
+        Ok(Client {
+            endpoint: RwLock::new(endpoint),
+            unsettled: Mutex::new(unsettled),
             registry: repository.registry().to_string(),
             auth: auth::Auth::new(credential, scopes),
             verbose: connection.verbose,
             policy: retry::Policy::new(connection.retries, connection.timeout),
-        };
-        let what = format!("checking registry {}", repository.registry());
-        let https = if connection.plain_http {
-            false
-        } else if repository.is_loopback() {
-            // Plain HTTP first on loopback, where registries usually speak it: one request
-            // when they do. A TLS registry answers plain HTTP with 400 (or hangs up), and
-            // then gets HTTPS. The probe carries no credentials.
-            let url = format!("http://{host}/v2/");
-            match client.raw(&Method::GET, &url, &[], Payload::Empty, &what) {
-                Ok(response) if response.status() == StatusCode::OK => {
-                    return client.check_ping(response, &url, &what);
-                }
-                Ok(response) => response.status() == StatusCode::BAD_REQUEST,
-                // Nothing answered plain HTTP: HTTPS if that answers, else plain HTTP again
-                // below, with retries and its error.
-                Err(_) => {
-                    let url = format!("https://{host}/v2/");
-                    matches!(
-                        client.raw(&Method::GET, &url, &[], Payload::Empty, &what),
-                        Ok(_) | Err((_, true))
-                    )
-                }
-            }
-        } else {
-            true
-        };
-        if https {
-            let tls = tls::config(connection.ca_file.as_deref(), connection.insecure)?;
-            client.agent = new_agent(tls);
-            client.base = format!("https://{host}");
-        }
-        let url = client.url("/v2/");
-        let response = client.send(Method::GET, &url, &[], Payload::Empty, &what)?;
-        client.check_ping(response, &url, &what)
+        })
     }
 
-    fn check_ping(self, response: Response<ureq::Body>, url: &str, what: &str) -> Result<Client> {
-        match response.status() {
-            StatusCode::OK => {
-                // Read the short answer, so the connection goes back to the pool for the next
-                // request instead of a new one being opened.
-                let mut response = response;
-                let _ = response.body_mut().with_config().limit(64 * 1024).read_to_vec();
-                Ok(self)
-            }
-            StatusCode::NOT_FOUND => Err(Error::new(
-                Kind::Rejected,
-                format!("{what}: GET {url} answered 404 Not Found; this is not an OCI registry (no /v2/ API)"),
-            )),
-            // A 401 here comes after send() answered the challenge: our credentials were
-            // refused, and refusal_error names where they came from.
-            _ => {
-                let mut response = response;
-                let refusal = Refusal::read(&mut response, &Method::GET);
-                Err(self.refusal_error(refusal, &Method::GET, url, what))
-            }
-        }
+    fn endpoint(&self) -> Endpoint {
+        self.endpoint
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The absolute URL of a registry path (`/v2/...`) or of a `Location` the registry sent,
@@ -210,7 +204,7 @@ impl Client {
         if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
             path_or_url.to_string()
         } else {
-            format!("{}{path_or_url}", self.base)
+            format!("{}{path_or_url}", self.endpoint().base)
         }
     }
 
@@ -276,7 +270,8 @@ impl Client {
         payload: Payload,
         what: &str,
     ) -> Result<Response<ureq::Body>> {
-        let to_registry = authority(url) == authority(&self.base);
+        let to_registry = authority(url) == authority(&self.endpoint().base);
+        let mut url = url.to_string();
         // Twice at most: learning the scheme (Basic or Bearer), then a token that expired on
         // the way or lacked a scope.
         let mut challenges_answered = 0;
@@ -289,9 +284,7 @@ impl Client {
                 all.extend(self.auth_headers(what)?);
             }
             rewind(payload, what)?;
-            let response = self
-                .raw(method, url, &all, payload, what)
-                .map_err(|(e, _)| e)?;
+            let response = self.settling(method, &mut url, &all, payload, what)?;
             if response.status() == StatusCode::UNAUTHORIZED
                 && to_registry
                 && challenges_answered < 2
@@ -301,6 +294,68 @@ impl Client {
                 continue;
             }
             return Ok(response);
+        }
+    }
+
+    /// [`Client::raw`], except that the first request to a loopback registry also settles
+    /// the scheme: plain HTTP, unless the registry answers it like a TLS server (400, or
+    /// hanging up) and answers HTTPS. `url` is rewritten when HTTPS it is.
+    fn settling(
+        &self,
+        method: &Method,
+        url: &mut String,
+        headers: &[(String, String)],
+        payload: Payload,
+        what: &str,
+    ) -> Result<Response<ureq::Body>> {
+        let mut unsettled = self
+            .unsettled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(tls) = unsettled.take() else {
+            drop(unsettled);
+            return self
+                .raw(method, url, headers, payload, what)
+                .map_err(|(e, _)| e);
+        };
+        let plain = self.raw(method, url, headers, payload, what);
+        if matches!(&plain, Ok(r) if r.status() != StatusCode::BAD_REQUEST) {
+            return plain.map_err(|(e, _)| e);
+        }
+        let Some(https_url) = url
+            .strip_prefix("http://")
+            .map(|rest| format!("https://{rest}"))
+        else {
+            return plain.map_err(|(e, _)| e);
+        };
+        let plain_endpoint = self.endpoint();
+        let https = Endpoint {
+            agent: new_agent(tls::config(tls.ca_file.as_deref(), tls.insecure)?),
+            base: plain_endpoint.base.replacen("http://", "https://", 1),
+        };
+        *self
+            .endpoint
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = https;
+        rewind(payload, what)?;
+        match self.raw(method, &https_url, headers, payload, what) {
+            // An answer, or a TLS server we do not trust (its error says how to trust it).
+            outcome @ (Ok(_) | Err((_, true))) => {
+                *url = https_url;
+                outcome.map_err(|(e, _)| e)
+            }
+            Err(_) => {
+                *self
+                    .endpoint
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = plain_endpoint;
+                // A plain 400 stands as the answer. When nothing answered either way, the next
+                // attempt asks both again: the registry may still be starting.
+                if plain.is_err() {
+                    *unsettled = Some(tls);
+                }
+                plain.map_err(|(e, _)| e)
+            }
         }
     }
 
@@ -324,10 +379,19 @@ impl Client {
     /// The error for a registry's refusal of a request.
     pub fn refusal_error(&self, refusal: Refusal, method: &Method, url: &str, what: &str) -> Error {
         let is_auth = refusal.is_auth();
-        let error = refusal.into_error(method, url);
+        let error = refusal.into_error(method, &self.as_sent(url));
         match is_auth {
             true => self.refused_error(error).context(what),
             false => error.context(what),
+        }
+    }
+
+    /// `url` as it went out: one made before the first request settled on HTTPS names HTTP.
+    fn as_sent(&self, url: &str) -> String {
+        let base = self.endpoint().base;
+        match (url.strip_prefix("http://"), base.strip_prefix("https://")) {
+            (Some(rest), Some(host)) if authority(url) == host => format!("https://{rest}"),
+            _ => url.to_string(),
         }
     }
 
@@ -460,10 +524,15 @@ impl Client {
             (Error::usage(message), false)
         };
         let result = match payload {
+            // An empty body still gets `Content-Length: 0`: without it ureq sends a POST's
+            // nothing as a chunked body, one more packet for the registry to wait for.
+            Payload::Empty if [Method::POST, Method::PUT, Method::PATCH].contains(method) => {
+                self.run(builder.body(&[][..]).map_err(bad_request)?, remaining)
+            }
             Payload::Empty => self.run(builder.body(()).map_err(bad_request)?, remaining),
             Payload::Bytes(bytes) => self.run(builder.body(bytes).map_err(bad_request)?, remaining),
             #[cfg(target_os = "linux")]
-            Payload::File(body) if self.direct(url) => {
+            Payload::File(body) if body.len >= sendfile::WORTH_IT && self.direct(url) => {
                 sendfile::send(method, url, headers, body, USER_AGENT, remaining)
             }
             Payload::File(body) => {
@@ -500,7 +569,10 @@ impl Client {
         if !url.starts_with("http://") {
             return false;
         }
-        match (self.agent.config().proxy(), url.parse::<ureq::http::Uri>()) {
+        match (
+            self.endpoint().agent.config().proxy(),
+            url.parse::<ureq::http::Uri>(),
+        ) {
             (None, _) => true,
             (Some(proxy), Ok(uri)) => proxy.is_no_proxy(&uri),
             (Some(_), Err(_)) => false,
@@ -525,12 +597,12 @@ impl Client {
         request: Request<impl ureq::AsSendBody>,
         remaining: Duration,
     ) -> std::result::Result<Response<ureq::Body>, ureq::Error> {
-        let request = self
-            .agent
+        let agent = self.endpoint().agent;
+        let request = agent
             .configure_request(request)
             .timeout_global(Some(remaining))
             .build();
-        self.agent.run(request)
+        agent.run(request)
     }
 }
 
@@ -548,7 +620,7 @@ const USER_AGENT: &str = concat!("oci-push/", env!("CARGO_PKG_VERSION"));
 
 /// The one agent (connection pool) of a client.
 fn new_agent(tls: ureq::tls::TlsConfig) -> Agent {
-    Agent::config_builder()
+    let config = Agent::config_builder()
         // Error statuses are answers to read (the registry's error body), not failures.
         .http_status_as_error(false)
         .tls_config(tls)
@@ -557,8 +629,12 @@ fn new_agent(tls: ureq::tls::TlsConfig) -> Agent {
         .timeout_recv_response(Some(Duration::from_secs(300)))
         // Few syscalls per layer, yet eight uploads at once stay within a few MiB.
         .output_buffer_size(256 << 10)
-        .build()
-        .into()
+        .build();
+    Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        resolve::Remembering::default(),
+    )
 }
 
 /// Puts a file body at its start before (re)sending it.

@@ -6,9 +6,10 @@ the socket. For a 500 MiB image that is about 0.15 s of CPU, taken on a 2-core m
 registry, which is the bottleneck of a cold push. Over plain HTTP (a registry on loopback or a
 private network, no proxy) this module sends the request itself: the head, then the file by
 `sendfile(2)`, with no copy through this process (std's `io::copy` never uses sendfile from a
-file into a socket). Linux only; elsewhere every body goes through ureq. The answer is
-read whole (`Connection: close`) and handed back as a ureq response, so callers cannot tell the
-paths apart. TLS, proxies and everything that is not a blob body stay with ureq.
+file into a socket). Linux only, and only for bodies of [`WORTH_IT`] or more; smaller ones and
+everything else (TLS, proxies, requests without a file body) stay with ureq. The answer is read
+whole (`Connection: close`) and handed back as a ureq response, so callers cannot tell the paths
+apart.
 */
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -19,6 +20,10 @@ use ureq::http::{Method, Response};
 
 use super::FileBody;
 
+/// The smallest body worth a connection of its own. Below it, the copy through ureq's buffer
+/// costs less than opening a connection (for the registry too, a new one per request), and the
+/// body goes on a pooled connection.
+pub const WORTH_IT: u64 = 4 << 20;
 /// The most of an answer we read: registries answer an upload with a few hundred bytes.
 const MAX_ANSWER: u64 = 1 << 20;
 /// Sent in pieces of this size, so that the progress bar moves.
