@@ -943,6 +943,40 @@ fn basic_bazel_credential_helper() {
 }
 
 #[test]
+fn no_credentials_in_the_plain_http_try_of_a_loopback_port() {
+    // A TLS port answers plain HTTP as Go's TLS server does; every request is recorded.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = seen.clone();
+    let server = servers::Server::start(servers::bind_loopback(), move |mut stream| {
+        let Ok(clone) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = std::io::BufReader::new(clone);
+        if let Ok(Some(request)) = servers::read_head(&mut reader) {
+            recorder.lock().unwrap().push(request);
+            let answer = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+            let _ = std::io::Write::write_all(&mut stream, answer);
+        }
+    });
+    let (_, layout) = image(31);
+    let repo = format!("127.0.0.1:{}/app", server.port());
+    let sandbox = Sandbox::new();
+    let (helper, _) = sandbox.bazel_credential_helper(
+        "bazel-credential-helper",
+        &serde_json::json!({"Authorization": ["Bearer helper-token"], "X-Api-Key": ["k"]}),
+    );
+    let mut args = push_args(&layout, &repo, &["--retries", "0"]);
+    args.extend(["--credential-helper", helper.to_str().unwrap()]);
+    let run = sandbox.run(&args, &[], None);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "one plain-HTTP request: {seen:#?}");
+    assert!(seen[0].path().contains("/manifests/sha256:"), "{seen:#?}");
+    assert!(!seen[0].has_header("authorization"), "{seen:#?}");
+    assert!(!seen[0].has_header("x-api-key"), "{seen:#?}");
+}
+
+#[test]
 fn basic_docker_config_key_with_scheme_and_path() {
     // `docker login https://HOST/v2/` keys are normalised to the host, as docker does.
     let registry = basic_registry();

@@ -276,25 +276,35 @@ impl Client {
         // the way or lacked a scope.
         let mut challenges_answered = 0;
         loop {
+            // Until the scheme is settled, nothing that could be a credential goes out: the
+            // plain-HTTP try may be talking to a TLS port.
+            let probing = self.is_unsettled();
             let mut all: Vec<(String, String)> = headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect();
-            if to_registry {
+            if to_registry && !probing {
                 all.extend(self.auth_headers(what)?);
             }
             rewind(payload, what)?;
             let response = self.settling(method, &mut url, &all, payload, what)?;
-            if response.status() == StatusCode::UNAUTHORIZED
-                && to_registry
-                && challenges_answered < 2
-                && self.auth.refused(&challenges(&response))
-            {
-                challenges_answered += 1;
-                continue;
+            if response.status() == StatusCode::UNAUTHORIZED && to_registry {
+                let worth_again = self.auth.refused(&challenges(&response));
+                if probing {
+                    // Settled now; ask again, with whatever credentials we have.
+                    continue;
+                }
+                if worth_again && challenges_answered < 2 {
+                    challenges_answered += 1;
+                    continue;
+                }
             }
             return Ok(response);
         }
+    }
+
+    fn is_unsettled(&self) -> bool {
+        self.unsettled.lock().map(|u| u.is_some()).unwrap_or(false)
     }
 
     /// [`Client::raw`], except that the first request to a loopback registry also settles
