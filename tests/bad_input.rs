@@ -234,18 +234,23 @@ fn malformed_manifest_json() {
     refused(layout.path(), 4, &format!("manifest {} (", garbage.digest));
 }
 
-#[test]
-fn unreachable_registry_exits_3() {
-    let (_, layout) = good_image();
-    let port = free_port();
-    let run = oci_push([
+/// A push of `layout` to `127.0.0.1:PORT/app` that does not retry.
+fn push_once_to(layout: &tempfile::TempDir, port: u16) -> Run {
+    oci_push([
         "--layout",
         layout.path().to_str().unwrap(),
         "-r",
         &format!("127.0.0.1:{port}/app"),
         "--retries",
         "0",
-    ]);
+    ])
+}
+
+#[test]
+fn unreachable_registry_exits_3() {
+    let (_, layout) = good_image();
+    let port = free_port();
+    let run = push_once_to(&layout, port);
     assert_eq!(run.code, 3, "{}", run.stderr);
     // The first request is the question whether the image is there already.
     assert!(
@@ -282,14 +287,7 @@ fn a_web_server_instead_of_a_registry_is_named_as_such() {
         }
     });
     let port = server.port();
-    let run = oci_push([
-        "--layout",
-        layout.path().to_str().unwrap(),
-        "-r",
-        &format!("127.0.0.1:{port}/app"),
-        "--retries",
-        "0",
-    ]);
+    let run = push_once_to(&layout, port);
     assert_eq!(run.code, 5, "{}", run.stderr);
     assert!(
         run.error().contains(&format!(
