@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
 pub mod faults;
+pub mod http;
 pub mod keys;
 pub mod sandbox;
 pub mod servers;

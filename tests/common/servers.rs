@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::http;
 use super::AdminAuth;
 
 /// How long a server thread waits for a peer before giving up on the connection.
@@ -29,10 +30,7 @@ pub struct HttpRequest {
 
 impl HttpRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        http::header(&self.headers, name)
     }
 
     pub fn has_header(&self, name: &str) -> bool {
@@ -57,16 +55,7 @@ impl HttpRequest {
     fn head_for_forwarding(&self, replace: &[(&str, Option<String>)]) -> String {
         let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
         for (name, value) in &self.headers {
-            let hop = [
-                "connection",
-                "keep-alive",
-                "proxy-connection",
-                "transfer-encoding",
-                "content-length",
-                "te",
-                "upgrade",
-            ];
-            if hop.iter().any(|h| name.eq_ignore_ascii_case(h))
+            if http::is_hop_by_hop(name)
                 || replace.iter().any(|(r, _)| name.eq_ignore_ascii_case(r))
             {
                 continue;
@@ -94,91 +83,31 @@ pub fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<HttpReq
     if first.is_empty() {
         return Ok(None);
     }
-    if first[0] == 0x16 || !first[0].is_ascii_alphabetic() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not HTTP (a TLS handshake?)",
-        ));
+    if !first[0].is_ascii_alphabetic() {
+        return Err(http::invalid("not HTTP (a TLS handshake?)"));
     }
-    let mut lines = Vec::new();
-    let mut total = 0;
-    loop {
-        let mut line = Vec::new();
-        let n = reader.read_until(b'\n', &mut line)?;
-        total += n;
-        if n == 0 || total > 64 * 1024 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "truncated or huge request head",
-            ));
-        }
-        let line = String::from_utf8(line)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "non-UTF-8 head"))?;
-        let line = line.trim_end_matches(['\r', '\n']).to_string();
-        if line.is_empty() {
-            break;
-        }
-        lines.push(line);
-    }
-    let mut parts = lines[0].split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "bad request line",
-        ));
+    let Some(head) = http::read_head(reader)? else {
+        return Ok(None);
     };
-    if !version.starts_with("HTTP/1.") {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not HTTP/1.x"));
+    if !head.version.starts_with("HTTP/1.") {
+        return Err(http::invalid("not HTTP/1.x"));
     }
-    let headers = lines[1..]
-        .iter()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
     Ok(Some(HttpRequest {
-        method: method.to_string(),
-        target: target.to_string(),
-        headers,
+        method: head.method,
+        target: head.target,
+        headers: head.headers,
         body: Vec::new(),
     }))
 }
 
 /// Reads the body that follows `request`'s head: chunked or `Content-Length`, else none.
 pub fn read_body(reader: &mut BufReader<TcpStream>, request: &mut HttpRequest) -> io::Result<()> {
-    let chunked = request
-        .header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        loop {
-            let mut size_line = String::new();
-            reader.read_line(&mut size_line)?;
-            let size =
-                usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("").trim(), 16)
-                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-            if size == 0 {
-                // Trailers, then the blank line.
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let start = request.body.len();
-            request.body.resize(start + size, 0);
-            reader.read_exact(&mut request.body[start..])?;
-            let mut crlf = [0u8; 2];
-            reader.read_exact(&mut crlf)?;
-        }
-    } else if let Some(len) = request.header("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad content-length"))?;
-        request.body = vec![0; len];
-        reader.read_exact(&mut request.body)?;
+    let framing = http::framing(&request.headers)?;
+    let (body, whole) = http::read_body(reader, &framing, http::MAX_BODY)?;
+    if !whole {
+        return Err(http::invalid("request body too large"));
     }
+    request.body = body;
     Ok(())
 }
 
@@ -513,10 +442,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        http::header(&self.headers, name)
     }
 }
 
