@@ -1,15 +1,16 @@
 /*!
 How each request to the registry is authorized, following the registry's challenges:
 
-1. The ping (`GET /v2/`) is sent without credentials. A 200 means none are needed; a 401 names
-   the scheme in `WWW-Authenticate`.
+1. The first request (there is no `GET /v2/` ping) is sent without credentials. An answer
+   other than 401 means none are needed so far; a 401 names the scheme in `WWW-Authenticate`.
 2. `Basic`: every request carries the user and password.
 3. `Bearer`: one token is fetched from the realm for every scope the push needs (computed before
    the first request), kept for the whole process and fetched again when it expires, or when
    the registry refuses it (`invalid_token`) or asks for a scope it lacks (`insufficient_scope`).
 4. Credentials never go to another host: an upload URL on blob storage gets no `Authorization`.
 
-Headers from a Bazel credential helper (other than Basic) are sent as they are.
+Headers from a Bazel credential helper (other than Basic) are sent as they are, once the scheme
+of a loopback registry is settled (see the `registry` module).
 */
 
 use std::collections::BTreeSet;
@@ -78,7 +79,7 @@ impl Auth {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the scheme from the ping's 401.
+    /// Takes the scheme from the first 401.
     pub fn set_challenge(&self, challenges: &[Challenge]) {
         let mut state = self.state();
         if let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) {
