@@ -977,6 +977,43 @@ fn no_credentials_in_the_plain_http_try_of_a_loopback_port() {
 }
 
 #[test]
+fn credentials_asked_for_only_by_writes_reach_every_upload() {
+    // Anonymous reads, Basic for writes: several uploads go without credentials, and the 401s
+    // come back after all of them went (slow), so that all but the first find the scheme
+    // already learnt by another.
+    let registry = Registry::start();
+    let challenge = || {
+        faults::Fault::status(401)
+            .with_header("WWW-Authenticate", "Basic realm=\"push\"")
+            .with_body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"push needs a login"}]}"#)
+            .delayed(std::time::Duration::from_millis(300))
+    };
+    let proxy = faults::FaultProxy::start(
+        &registry,
+        vec![
+            faults::Rule::every("POST", "/blobs/uploads/", challenge()).without_credentials(),
+            faults::Rule::every("PUT", "/v2/", challenge()).without_credentials(),
+        ],
+    );
+    let (image, layout) = image(32);
+    let repo = proxy.repo("app");
+    let sandbox = Sandbox::new();
+    let args = push_args(
+        &layout,
+        &repo,
+        &["--username", ALICE_USER, "--password-stdin"],
+    );
+    let run = sandbox.run(&args, &[], Some(ALICE_PASSWORD));
+    assert_alice_pushed(&run, &registry, &repo, "app", &image);
+    let challenged = proxy.count("POST", "/blobs/uploads/") - image.blobs().len();
+    assert!(
+        challenged >= 2,
+        "uploads challenged: {challenged}\n{}",
+        proxy.describe()
+    );
+}
+
+#[test]
 fn basic_docker_config_key_with_scheme_and_path() {
     // `docker login https://HOST/v2/` keys are normalised to the host, as docker does.
     let registry = basic_registry();

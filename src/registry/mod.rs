@@ -284,12 +284,19 @@ impl Client {
             if to_registry && !probing {
                 all.extend(self.auth_headers(what)?);
             }
+            let bare = all.len() == headers.len();
             rewind(payload, what)?;
             let response = self.settling(method, &mut url, &all, payload, what)?;
             if response.status() == StatusCode::UNAUTHORIZED && to_registry {
                 let worth_again = self.auth.refused(&challenges(&response));
                 if probing {
                     // Settled now; ask again, with whatever credentials we have.
+                    continue;
+                }
+                // Sent without credentials while the scheme was unknown, and another upload
+                // may have learnt it meanwhile (its `refused` then says nothing new): ask
+                // again if there is now something to send.
+                if bare && !self.auth_headers(what)?.is_empty() {
                     continue;
                 }
                 if worth_again && challenges_answered < 2 {

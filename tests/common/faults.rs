@@ -67,6 +67,8 @@ pub enum Fault {
         status: u16,
         headers: Vec<(String, String)>,
         body: Option<String>,
+        /// How long to wait before answering (a slow refusal).
+        delay: Duration,
     },
     /// Wait `wait` once the request is read, then forward it as usual (`forward`), or close the
     /// connection without forwarding. Dropping the proxy ends the wait (and closes).
@@ -88,6 +90,7 @@ impl Fault {
             status,
             headers: Vec::new(),
             body: None,
+            delay: Duration::ZERO,
         }
     }
 
@@ -103,12 +106,14 @@ impl Fault {
                 status,
                 mut headers,
                 body,
+                delay,
             } => {
                 headers.push((name.to_string(), value.to_string()));
                 Fault::Status {
                     status,
                     headers,
                     body,
+                    delay,
                 }
             }
             other => panic!("with_header on {other:?}: only a Status answer has headers"),
@@ -119,13 +124,35 @@ impl Fault {
     pub fn with_body(self, text: &str) -> Fault {
         match self {
             Fault::Status {
-                status, headers, ..
+                status,
+                headers,
+                delay,
+                ..
             } => Fault::Status {
                 status,
                 headers,
                 body: Some(text.to_string()),
+                delay,
             },
             other => panic!("with_body on {other:?}: only a Status answer has a body"),
+        }
+    }
+
+    /// Makes a [`Fault::Status`] answer wait `wait` first.
+    pub fn delayed(self, wait: Duration) -> Fault {
+        match self {
+            Fault::Status {
+                status,
+                headers,
+                body,
+                ..
+            } => Fault::Status {
+                status,
+                headers,
+                body,
+                delay: wait,
+            },
+            other => panic!("delayed on {other:?}: only a Status answer waits"),
         }
     }
 
@@ -179,6 +206,8 @@ pub struct Rule {
     pub path: String,
     pub when: When,
     pub fault: Fault,
+    /// Only requests without an `Authorization` header match.
+    pub bare_only: bool,
 }
 
 impl Rule {
@@ -188,7 +217,15 @@ impl Rule {
             path: path.to_string(),
             when,
             fault,
+            bare_only: false,
         }
+    }
+
+    /// Matches only requests that carry no `Authorization` header: with a 401 challenge, a
+    /// registry that wants credentials for some requests and takes any it gets.
+    pub fn without_credentials(mut self) -> Rule {
+        self.bare_only = true;
+        self
     }
 
     /// The Nth matching request (1-based) gets the fault.
@@ -205,9 +242,10 @@ impl Rule {
         Rule::new(method, path, When::FirstK(k), fault)
     }
 
-    fn matches(&self, method: &str, target: &str) -> bool {
-        (self.method == "*" || self.method.eq_ignore_ascii_case(method))
-            && target.contains(&self.path)
+    fn matches(&self, head: &Head) -> bool {
+        (self.method == "*" || self.method.eq_ignore_ascii_case(&head.method))
+            && head.target.contains(&self.path)
+            && !(self.bare_only && head.header("authorization").is_some())
     }
 }
 
@@ -348,11 +386,11 @@ impl Shared {
 
     /// Counts the request against every active rule it matches; the first rule whose turn it
     /// is acts on it.
-    fn pick(&self, method: &str, target: &str) -> Option<(usize, Fault)> {
+    fn pick(&self, head: &Head) -> Option<(usize, Fault)> {
         let mut rules = lock(&self.rules);
         let mut chosen = None;
         for (index, armed) in rules.iter_mut().enumerate() {
-            if !armed.active || !armed.rule.matches(method, target) {
+            if !armed.active || !armed.rule.matches(head) {
                 continue;
             }
             armed.matched += 1;
@@ -651,7 +689,7 @@ fn exchange(
     connection: usize,
 ) -> bool {
     let index = shared.record(head, connection);
-    let chosen = shared.pick(&head.method, &head.target);
+    let chosen = shared.pick(head);
     if let Some((rule, _)) = &chosen {
         let rule = *rule;
         shared.update(index, |s| s.fault = Some(rule));
@@ -693,7 +731,11 @@ fn exchange(
             status,
             headers,
             body,
+            delay,
         }) => {
+            if !shared.sleep(*delay) {
+                return false;
+            }
             let answer = injected_answer(*status, headers, body.as_deref(), &head.method, close);
             let status = *status;
             shared.update(index, |s| s.answered = Some(status));
