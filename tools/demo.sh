@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-bash tools/setup.sh
+SKIP_BUILDIFIER=1 bash tools/setup.sh
 cargo build --release --locked
 
 tmp="$(mktemp -d)"

@@ -2,8 +2,9 @@
 # Installs what building, testing and the demo need on a Debian 12 machine, idempotently:
 # the CNCF distribution registry (the tests' real registry), curl (the tests' independent
 # client), htpasswd and openssl (auth tests), python3 (layout generator for the benchmark),
-# and Bazel 7 (tools/install-bazel.sh).
-# Run as root. SKIP_BAZEL=1 leaves Bazel out (for cargo-only work).
+# buildifier (tools/install-buildifier.sh) and Bazel 7 (tools/install-bazel.sh).
+# Run as root. SKIP_BAZEL=1 leaves Bazel out (for cargo-only work); SKIP_BUILDIFIER=1 leaves
+# buildifier out (the demo does not lint).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -31,6 +32,9 @@ if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/
   systemctl disable --now docker-registry || true
 fi
 
+if [ "${SKIP_BUILDIFIER:-0}" != 1 ]; then
+  bash tools/install-buildifier.sh
+fi
 if [ "${SKIP_BAZEL:-0}" != 1 ]; then
   bash tools/install-bazel.sh
 fi

@@ -9,6 +9,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== buildifier (Starlark format and lint)"
+git ls-files -z -- '*.bzl' '*.bazel' | xargs -0 buildifier -mode=check -lint=warn
 echo "== cargo test"
 cargo test --locked
 echo "== cargo build --release"
