@@ -674,6 +674,31 @@ fn tls_registry_with_ca_file() {
 }
 
 #[test]
+fn tls_registry_down_at_the_first_request_is_found_over_https_once_up() {
+    // Nothing answers plain HTTP or HTTPS at first: the scheme stays open, and the retries ask
+    // both again instead of settling on plain HTTP (which a TLS registry would refuse).
+    let mut registry = Registry::start_with(RegistryOptions::tls(Tls::localhost()));
+    registry.stop();
+    let (image, layout) = image(13);
+    let repo = registry.repo("tls/app");
+    let ca = registry.ca_file().unwrap().display().to_string();
+    let args = push_args(&layout, &repo, &["--ca-file", &ca, "--retries", "6"]);
+    let running = faults::spawn_oci_push(&args);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    registry.start_again();
+    let (run, _) = running.wait(std::time::Duration::from_secs(60));
+    assert_pushed(&run, &registry, &repo, "tls/app", &image);
+    assert!(
+        run.stderr.contains(&format!(
+            "HEAD https://{}/v2/tls/app/manifests/",
+            registry.host()
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn tls_registry_named_localhost_with_ca_file() {
     let registry = Registry::start_with(RegistryOptions::tls(Tls::localhost()));
     let (image, layout) = image(11);
