@@ -343,6 +343,7 @@ impl Client {
         else {
             return plain.map_err(|(e, _)| e);
         };
+        rewind(payload, what)?;
         let plain_endpoint = self.endpoint();
         let https = Endpoint {
             agent: new_agent(tls::config(tls.ca_file.as_deref(), tls.insecure)?),
@@ -352,7 +353,6 @@ impl Client {
             .endpoint
             .write()
             .unwrap_or_else(PoisonError::into_inner) = https;
-        rewind(payload, what)?;
         match self.raw(method, &https_url, headers, payload, what) {
             // An answer, or a TLS server we do not trust (its error says how to trust it).
             outcome @ (Ok(_) | Err((_, true))) => {
