@@ -343,7 +343,10 @@ impl Client {
         else {
             return plain.map_err(|(e, _)| e);
         };
-        rewind(payload, what)?;
+        if let Err(e) = rewind(payload, what) {
+            *unsettled = Some(tls);
+            return Err(e);
+        }
         let plain_endpoint = self.endpoint();
         let https = Endpoint {
             agent: new_agent(tls::config(tls.ca_file.as_deref(), tls.insecure)?),
