@@ -53,6 +53,8 @@ pub struct Manifest {
     pub digest: String,
     pub media_type: String,
     pub bytes: Vec<u8>,
+    /// How deep it sits: 0 for the top, 1 for the manifests an index names, and so on.
+    pub depth: usize,
 }
 
 /// What a layout holds, in push order.
@@ -202,6 +204,7 @@ impl Reader<'_> {
             digest,
             media_type,
             bytes,
+            depth,
         });
         Ok(())
     }

@@ -5,7 +5,8 @@ the index that names them), then the tags one at a time. Nothing is tagged unles
 points at is in the registry, so a push that stops half-way leaves only untagged content that a
 re-run completes.
 
-Blobs go up on a small pool of plain threads sharing the one client; manifests and tags stay in
+Blobs go up on a small pool of plain threads sharing the one client, and so do the manifests of
+one level of an index (its platform images), a level only after the one it names; tags stay in
 order on the calling thread. This module reports what happens through [`Observer`] and never
 prints.
 */
@@ -100,6 +101,46 @@ pub fn push(
     steps.run(layout, tags)
 }
 
+/// Runs `step` on every item, on up to `jobs` threads (the calling one included), taking the
+/// items in order. After the first failure no new item is started, and that failure is the
+/// result.
+fn in_parallel<T: Sync>(
+    items: &[T],
+    jobs: usize,
+    step: impl Fn(&T) -> Result<()> + Sync,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = || failure.lock().map(|f| f.is_some()).unwrap_or(true);
+    let work = || {
+        while !failed() {
+            let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                return;
+            };
+            if let Err(e) = step(item) {
+                if let Ok(mut first) = failure.lock() {
+                    first.get_or_insert(e);
+                }
+                return;
+            }
+        }
+    };
+    let threads = jobs.clamp(1, items.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(work);
+        }
+        work();
+    });
+    match failure.into_inner() {
+        Ok(None) => Ok(()),
+        Ok(Some(e)) => Err(e),
+        Err(poisoned) => Err(poisoned
+            .into_inner()
+            .unwrap_or_else(|| Error::usage("an upload thread panicked"))),
+    }
+}
+
 fn list(tags: &[String]) -> String {
     if tags.is_empty() {
         "none".to_string()
@@ -135,12 +176,7 @@ impl Steps<'_> {
             } else {
                 self.push_blobs(&layout.blobs)?;
             }
-            for manifest in &layout.manifests {
-                if !dry_run {
-                    self.put_manifest(manifest, &manifest.digest)?;
-                }
-                observer.event(Event::Manifest(manifest));
-            }
+            self.push_manifests(&layout.manifests)?;
         }
         // One listing instead of a HEAD per tag, when the registry gives it whole: a tag it
         // does not list is new, and only listed ones are asked where they point.
@@ -183,44 +219,34 @@ impl Steps<'_> {
         Ok(top.digest.clone())
     }
 
-    /// Uploads the blobs on `--jobs` threads, largest first so the long ones start early. After the
-    /// first failure no new blob is started, and that failure is the result.
+    /// Uploads the blobs on `--jobs` threads, largest first so the long ones start early.
     fn push_blobs(&self, blobs: &[Blob]) -> Result<()> {
         let mut order: Vec<&Blob> = blobs.iter().collect();
         order.sort_by_key(|b| std::cmp::Reverse(b.size));
-        let next = AtomicUsize::new(0);
-        let failure: Mutex<Option<Error>> = Mutex::new(None);
-        let failed = || failure.lock().map(|f| f.is_some()).unwrap_or(true);
-        let work = || {
-            while !failed() {
-                let Some(blob) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    return;
-                };
-                match self.push_blob(blob) {
-                    Ok(outcome) => self.observer.event(Event::Blob(blob, outcome)),
-                    Err(e) => {
-                        if let Ok(mut first) = failure.lock() {
-                            first.get_or_insert(e);
-                        }
-                        return;
-                    }
-                }
+        in_parallel(&order, self.options.jobs, |blob| {
+            let outcome = self.push_blob(blob)?;
+            self.observer.event(Event::Blob(blob, outcome));
+            Ok(())
+        })
+    }
+
+    /// Puts the manifests by digest, deepest first: an index only once every manifest it names
+    /// is there. The manifests of one level (an index's platform images) name none of each
+    /// other, so they go at once; their events come in the layout's order.
+    fn push_manifests(&self, manifests: &[Manifest]) -> Result<()> {
+        let deepest = manifests.iter().map(|m| m.depth).max().unwrap_or(0);
+        for depth in (0..=deepest).rev() {
+            let level: Vec<&Manifest> = manifests.iter().filter(|m| m.depth == depth).collect();
+            if !self.options.dry_run {
+                in_parallel(&level, self.options.jobs, |m| {
+                    self.put_manifest(m, &m.digest)
+                })?;
             }
-        };
-        let threads = self.options.jobs.clamp(1, order.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(work);
+            for manifest in level {
+                self.observer.event(Event::Manifest(manifest));
             }
-            work();
-        });
-        match failure.into_inner() {
-            Ok(None) => Ok(()),
-            Ok(Some(e)) => Err(e),
-            Err(poisoned) => Err(poisoned
-                .into_inner()
-                .unwrap_or_else(|| Error::usage("a blob upload thread panicked"))),
         }
+        Ok(())
     }
 
     /// `GET .../tags/list`: every tag of the repository, or None when the registry does not

@@ -653,6 +653,61 @@ fn other_client_errors_fail_at_once() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Order
+
+#[test]
+fn platform_manifests_go_at_once_and_the_index_after_them() {
+    // Each platform manifest's PUT is held 600 ms by the proxy: one after the other, they
+    // would arrive at least that far apart.
+    let registry = Registry::start();
+    let images: Vec<(Image, (&str, &str))> = [("amd64", 60), ("arm64", 61), ("s390x", 62)]
+        .into_iter()
+        .map(|(arch, seed)| {
+            let image = Image::new(Types::Oci, ("linux", arch), vec![pseudo_random(seed, 3000)]);
+            (image, ("linux", arch))
+        })
+        .collect();
+    let index = Index::new(Types::Oci, images);
+    let hold = Duration::from_millis(600);
+    let rules = index
+        .images
+        .iter()
+        .map(|i| Rule::every("PUT", hex(&i.manifest.digest), Fault::stall(hold)))
+        .collect();
+    let proxy = FaultProxy::start(&registry, rules);
+    let layout = index_layout(&index);
+    let repo = proxy.repo("multi");
+    let (run, _) = run_bounded(args(&layout, &repo, &["-t", "v1"]), LIMIT);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, proxy.describe());
+    registry.assert_manifest("multi", "v1", &index.manifest);
+
+    let arrived = |digest: &str| {
+        let puts = proxy.matching("PUT", &format!("/manifests/{digest}"));
+        assert_eq!(puts.len(), 1, "one PUT of {digest}:\n{}", proxy.describe());
+        puts[0].at
+    };
+    let children: Vec<Instant> = index
+        .images
+        .iter()
+        .map(|i| arrived(&i.manifest.digest))
+        .collect();
+    let (first, last) = (
+        children.iter().min().unwrap(),
+        children.iter().max().unwrap(),
+    );
+    assert!(
+        *last - *first < hold / 2,
+        "the platform manifests went one after the other:\n{}",
+        proxy.describe()
+    );
+    assert!(
+        arrived(&index.manifest.digest) >= *last + hold,
+        "the index went before its manifests were in:\n{}",
+        proxy.describe()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Connections
 
 #[test]
