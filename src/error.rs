@@ -46,6 +46,8 @@ pub struct Error {
     message: String,
     /// Worth trying again: a dropped connection, a timeout, 408, 429 or a 5xx.
     transient: bool,
+    /// Retried already until the retries ran out: an enclosing step must not try it again.
+    spent: bool,
     /// How long the registry asked us to wait (`Retry-After`).
     retry_after: Option<Duration>,
 }
@@ -58,6 +60,7 @@ impl Error {
             kind,
             message: one_line(message.into()),
             transient: false,
+            spent: false,
             retry_after: None,
         }
     }
@@ -69,8 +72,14 @@ impl Error {
         self
     }
 
+    /// Marks a transient error as retried until the retries ran out.
+    pub fn spent(mut self) -> Error {
+        self.spent = true;
+        self
+    }
+
     pub fn is_transient(&self) -> bool {
-        self.transient
+        self.transient && !self.spent
     }
 
     pub fn retry_after(&self) -> Option<Duration> {

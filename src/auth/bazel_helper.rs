@@ -4,18 +4,18 @@
 
 use std::path::Path;
 
-use base64::Engine as _;
-
-use super::{run_helper, split_user_password, Credential, Secret};
+use super::{decode_base64_text, run_helper, split_user_password, Credential, Secret};
 use crate::error::Result;
 use crate::reference::Repository;
 
-pub fn get(helper: &Path, repository: &Repository) -> Result<Credential> {
+/// The helper's credentials for `repository`, or None when it has none (no answer, or no
+/// headers): the lookup then goes on to the next source.
+pub fn get(helper: &Path, repository: &Repository) -> Result<Option<Credential>> {
     let source = format!("credential helper {}", helper.display());
     let uri = format!("https://{}/v2/", repository.api_host());
     let request = serde_json::json!({ "uri": uri }).to_string();
     let Some(answer) = run_helper(helper.as_os_str(), request.as_bytes(), &source)? else {
-        return Ok(Credential::anonymous());
+        return Ok(None);
     };
     let mut headers = Vec::new();
     if let Some(map) = answer.get("headers").and_then(|h| h.as_object()) {
@@ -32,25 +32,18 @@ pub fn get(helper: &Path, repository: &Repository) -> Result<Credential> {
         if name.eq_ignore_ascii_case("authorization") {
             if let Some((username, password)) = value
                 .strip_prefix("Basic ")
-                .and_then(|b| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b.trim())
-                        .ok()
-                })
-                .and_then(|d| String::from_utf8(d).ok())
+                .and_then(decode_base64_text)
                 .and_then(|d| split_user_password(&d))
             {
-                return Ok(Credential {
+                return Ok(Some(Credential {
                     secret: Secret::Basic { username, password },
                     source,
-                });
+                }));
             }
         }
     }
-    let secret = if headers.is_empty() {
-        Secret::Anonymous
-    } else {
-        Secret::Headers(headers)
-    };
-    Ok(Credential { secret, source })
+    Ok((!headers.is_empty()).then(|| Credential {
+        secret: Secret::Headers(headers),
+        source,
+    }))
 }

@@ -3,9 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-
-use super::{run_helper, split_user_password, Credential, Secret};
+use super::{decode_base64_text, run_helper, split_user_password, Credential, Secret};
 use crate::error::{Error, Kind, Result};
 use crate::reference::Repository;
 
@@ -123,10 +121,7 @@ fn from_auths(
         )
     };
     let (username, password) = if let Some(auth) = field("auth") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(auth.trim())
-            .ok()
-            .and_then(|d| String::from_utf8(d).ok())
+        let decoded = decode_base64_text(auth)
             .ok_or_else(|| bad("has an 'auth' that is not base64 of user:password"))?;
         split_user_password(&decoded)
             .ok_or_else(|| bad("has an 'auth' without a ':' between user and password"))?

@@ -101,7 +101,9 @@ pub fn find(repository: &Repository, options: &Options) -> Result<Credential> {
         }
     }
     if let Some(helper) = &options.credential_helper {
-        return bazel_helper::get(helper, repository);
+        if let Some(found) = bazel_helper::get(helper, repository)? {
+            return Ok(found);
+        }
     }
     if let Some(found) = docker_config::find_docker(repository)? {
         return Ok(found);
@@ -157,6 +159,15 @@ fn run_helper(
 }
 
 /// Splits `user:password` as Basic auth and the Docker config's `auth` field encode them.
+/// Standard base64 of UTF-8 text (a `user:password`), decoded.
+fn decode_base64_text(encoded: &str) -> Option<String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
 fn split_user_password(decoded: &str) -> Option<(String, String)> {
     decoded
         .split_once(':')

@@ -30,7 +30,7 @@ const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 enum Mode {
-    /// The registry let us in without credentials.
+    /// No challenge seen yet (so far the registry let us in without credentials).
     Open,
     Basic,
     Bearer {
@@ -80,8 +80,7 @@ impl Auth {
     }
 
     /// Takes the scheme from the first 401.
-    pub fn set_challenge(&self, challenges: &[Challenge]) {
-        let mut state = self.state();
+    fn set_challenge(state: &mut State, challenges: &[Challenge]) {
         if let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) {
             if let Some(realm) = bearer.param("realm") {
                 state.mode = Mode::Bearer {
@@ -171,9 +170,8 @@ impl Auth {
         let mut state = self.state();
         match &state.mode {
             Mode::Open => {
-                drop(state);
-                self.set_challenge(challenges);
-                !matches!(self.state().mode, Mode::Open)
+                Auth::set_challenge(&mut state, challenges);
+                !matches!(state.mode, Mode::Open)
             }
             Mode::Basic => false,
             Mode::Bearer { .. } => {
@@ -188,8 +186,8 @@ impl Auth {
                 }
                 let new_scope = state.scopes.len() > before;
                 let expired = bearer.param("error") == Some("invalid_token");
-                // A token refused for what it is (not for a scope it lacks) stays: asking
-                // again for the same scopes would get the same answer.
+                // A token refused for a scope it already asked for (not expired, nothing new
+                // asked) stays: asking again for the same scopes would get the same answer.
                 let retry = new_scope || expired || state.token.is_none();
                 if retry {
                     state.token = None;
@@ -243,7 +241,7 @@ mod tests {
                 r#"Bearer realm="http://t/token",service="s"{extra}"#
             ))
         };
-        auth.set_challenge(&challenge(""));
+        Auth::set_challenge(&mut auth.state(), &challenge(""));
         auth.set_token(br#"{"token":"t1","expires_in":300}"#, "http://t/token")
             .unwrap();
         let refused = challenge(r#",scope="repository:a/b:push,pull",error="insufficient_scope""#);

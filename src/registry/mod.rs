@@ -24,7 +24,7 @@ mod tls;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use ureq::http::{Method, Request, Response, StatusCode};
@@ -116,10 +116,19 @@ impl<R: Read> Read for Progressing<'_, R> {
 }
 
 pub struct Client {
-    endpoint: RwLock<Endpoint>,
-    /// For a loopback registry, until its first request has settled the scheme: what HTTPS
-    /// would need. Requests wait on the lock while the first one settles it.
-    unsettled: Mutex<Option<Tls>>,
+    /// `http://host:port` or `https://host:port`, no trailing slash; on loopback it starts as
+    /// HTTP and the first request may settle it on HTTPS.
+    base: RwLock<String>,
+    /// A loopback registry whose first request has not yet settled the scheme. Requests wait
+    /// on the lock while the first one settles it.
+    unsettled: Mutex<bool>,
+    /// The agent (connection pool) for `http://` URLs: it never speaks TLS.
+    plain: Agent,
+    /// The agent for `https://` URLs (the registry, a token realm, blob storage), built when
+    /// first needed: loading the system's trust store takes milliseconds that a plain-HTTP
+    /// registry never has to pay.
+    https: OnceLock<Agent>,
+    tls: Tls,
     /// The registry's name for messages (`host:port`).
     registry: String,
     auth: auth::Auth,
@@ -127,15 +136,7 @@ pub struct Client {
     policy: retry::Policy,
 }
 
-/// Where requests go: the scheme's base URL and the agent (connection pool, TLS) for it.
-#[derive(Clone)]
-struct Endpoint {
-    agent: Agent,
-    /// `http://host:port` or `https://host:port`, no trailing slash.
-    base: String,
-}
-
-/// The TLS settings from the command line, for when HTTPS turns out to be needed.
+/// The TLS settings from the command line.
 struct Tls {
     ca_file: Option<PathBuf>,
     insecure: bool,
@@ -152,48 +153,59 @@ impl Client {
         scopes: &[String],
     ) -> Result<Client> {
         let host = repository.api_host();
-        let plain = |agent| Endpoint {
-            agent,
-            base: format!("http://{host}"),
+        let loopback = repository.is_loopback() && !connection.plain_http;
+        let scheme = match connection.plain_http || loopback {
+            true => "http",
+            false => "https",
         };
-        let (endpoint, unsettled) = if connection.plain_http {
-            (
-                plain(new_agent(tls::without_system_roots(connection.insecure))),
-                None,
-            )
-        } else if repository.is_loopback() {
-            // The system's trust store takes milliseconds to load: only an HTTPS registry
-            // needs it. Until the scheme is settled, the agent trusts the compiled-in roots,
-            // which cost nothing.
-            let tls = Tls {
+        let client = Client {
+            base: RwLock::new(format!("{scheme}://{host}")),
+            unsettled: Mutex::new(loopback),
+            plain: new_agent(tls::without_system_roots(connection.insecure)),
+            https: OnceLock::new(),
+            tls: Tls {
                 ca_file: connection.ca_file.clone(),
                 insecure: connection.insecure,
-            };
-            let agent = new_agent(tls::without_system_roots(connection.insecure));
-            (plain(agent), Some(tls))
-        } else {
-            let tls = tls::config(connection.ca_file.as_deref(), connection.insecure)?;
-            let endpoint = Endpoint {
-                agent: new_agent(tls),
-                base: format!("https://{host}"),
-            };
-            (endpoint, None)
-        };
-        Ok(Client {
-            endpoint: RwLock::new(endpoint),
-            unsettled: Mutex::new(unsettled),
+            },
             registry: repository.registry().to_string(),
             auth: auth::Auth::new(credential, scopes),
             verbose: connection.verbose,
             policy: retry::Policy::new(connection.retries, connection.timeout),
-        })
+        };
+        if scheme == "https" {
+            // A bad --ca-file is a usage error before any request.
+            client.agent("https://")?;
+        }
+        Ok(client)
     }
 
-    fn endpoint(&self) -> Endpoint {
-        self.endpoint
+    fn base(&self) -> String {
+        self.base
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The agent for `url`: the plain one, or the HTTPS one (built on first use).
+    fn agent(&self, url: &str) -> Result<Agent> {
+        if !url.starts_with("https://") {
+            return Ok(self.plain.clone());
+        }
+        if let Some(agent) = self.https.get() {
+            return Ok(agent.clone());
+        }
+        let agent = new_agent(tls::config(self.tls.ca_file.as_deref(), self.tls.insecure)?);
+        Ok(self.https.get_or_init(|| agent).clone())
+    }
+
+    /// `url` on the registry's settled scheme: a URL made before the first request found
+    /// HTTPS names HTTP.
+    fn current(&self, url: &str) -> String {
+        let base = self.base();
+        match (url.strip_prefix("http://"), base.strip_prefix("https://")) {
+            (Some(rest), Some(host)) if authority(url) == host => format!("https://{rest}"),
+            _ => url.to_string(),
+        }
     }
 
     /// The absolute URL of a registry path (`/v2/...`) or of a `Location` the registry sent,
@@ -202,13 +214,14 @@ impl Client {
         if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
             path_or_url.to_string()
         } else {
-            format!("{}{path_or_url}", self.endpoint().base)
+            format!("{}{path_or_url}", self.base())
         }
     }
 
     /// Sends one request, authorized when it goes to the registry itself. `what` names the
     /// step for error messages ("uploading blob sha256:…"). Returns the response whatever its
-    /// status: callers check it with [`Client::expect`].
+    /// status (callers check it with [`Client::expect`]), except that a request the client may
+    /// send again by itself is retried while it fails transiently, and then fails.
     pub fn send(
         &self,
         method: Method,
@@ -217,40 +230,30 @@ impl Client {
         payload: Payload,
         what: &str,
     ) -> Result<Response<ureq::Body>> {
-        let mut attempt = 1;
-        loop {
-            let outcome = self.send_authorized(&method, url, headers, payload, what);
-            let retry = match &outcome {
-                Ok(r) if payload.replayable() && error::is_transient(r.status()) => Some((
-                    format!("{what}: {method} {} answered {}", redact(url), r.status()),
-                    error::retry_after(r),
-                )),
-                Err(e) if payload.replayable() && e.is_transient() => {
-                    Some((e.to_string(), e.retry_after()))
-                }
-                _ => None,
-            };
-            match retry {
-                Some((why, after)) if self.policy.again(attempt, after, what, &why)? => {
-                    attempt += 1;
-                }
-                _ => return outcome,
-            }
+        if !payload.replayable() {
+            return self.send_authorized(&method, url, headers, payload, what);
         }
+        self.retrying(what, || {
+            let mut response = self.send_authorized(&method, url, headers, payload, what)?;
+            if error::is_transient(response.status()) {
+                let refusal = Refusal::read(&mut response, &method);
+                return Err(self.refusal_error(refusal, &method, url, what));
+            }
+            Ok(response)
+        })
     }
 
-    /// Runs a step of several requests (a whole blob upload) again while it fails
-    /// transiently, as [`Client::send`] does for single requests.
+    /// Runs a step (one request, or a whole blob upload) again while it fails transiently.
+    /// A failure the retries did not cure comes back spent, so that an enclosing step does not
+    /// retry it again: `--retries N` is N retries of a request, not N of each layer.
     pub fn retrying<T>(&self, what: &str, mut step: impl FnMut() -> Result<T>) -> Result<T> {
         let mut attempt = 1;
         loop {
             match step() {
-                Err(e)
-                    if e.is_transient()
-                        && self
-                            .policy
-                            .again(attempt, e.retry_after(), what, &e.to_string())? =>
-                {
+                Err(e) if e.is_transient() => {
+                    if !self.again(attempt, e.retry_after(), what, &e.to_string())? {
+                        return Err(e.spent());
+                    }
                     attempt += 1;
                 }
                 outcome => return outcome,
@@ -268,8 +271,7 @@ impl Client {
         payload: Payload,
         what: &str,
     ) -> Result<Response<ureq::Body>> {
-        let to_registry = authority(url) == authority(&self.endpoint().base);
-        let mut url = url.to_string();
+        let to_registry = authority(url) == authority(&self.base());
         // Twice at most: learning the scheme (Basic or Bearer), then a token that expired on
         // the way or lacked a scope.
         let mut challenges_answered = 0;
@@ -286,7 +288,7 @@ impl Client {
             }
             let bare = all.len() == headers.len();
             rewind(payload, what)?;
-            let response = self.settling(method, &mut url, &all, payload, what)?;
+            let response = self.settling(method, url, &all, payload, what)?;
             if response.status() == StatusCode::UNAUTHORIZED && to_registry {
                 let worth_again = self.auth.refused(&challenges(&response));
                 if probing {
@@ -309,69 +311,49 @@ impl Client {
     }
 
     fn is_unsettled(&self) -> bool {
-        self.unsettled.lock().map(|u| u.is_some()).unwrap_or(false)
+        self.unsettled.lock().map(|u| *u).unwrap_or(false)
     }
 
-    /// [`Client::raw`], except that the first request to a loopback registry also settles
-    /// the scheme: plain HTTP, unless the registry answers it like a TLS server (400, or
-    /// hanging up) and answers HTTPS. `url` is rewritten when HTTPS it is.
+    /// [`Client::raw`] to `url` on the current scheme, except that the first request to a
+    /// loopback registry also settles the scheme: plain HTTP, unless the registry answers it
+    /// like a TLS server (400, or hanging up) and answers HTTPS. While neither answers, it
+    /// stays unsettled: the registry may still be starting.
     fn settling(
         &self,
         method: &Method,
-        url: &mut String,
+        url: &str,
         headers: &[(String, String)],
         payload: Payload,
         what: &str,
     ) -> Result<Response<ureq::Body>> {
+        let url = self.current(url);
         let mut unsettled = self
             .unsettled
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let Some(tls) = unsettled.take() else {
+        let Some(rest) = url.strip_prefix("http://").filter(|_| *unsettled) else {
             drop(unsettled);
             return self
-                .raw(method, url, headers, payload, what)
+                .raw(method, &url, headers, payload, what)
                 .map_err(|(e, _)| e);
         };
-        let plain = self.raw(method, url, headers, payload, what);
+        let plain = self.raw(method, &url, headers, payload, what);
         if matches!(&plain, Ok(r) if r.status() != StatusCode::BAD_REQUEST) {
+            *unsettled = false;
             return plain.map_err(|(e, _)| e);
         }
-        let Some(https_url) = url
-            .strip_prefix("http://")
-            .map(|rest| format!("https://{rest}"))
-        else {
-            return plain.map_err(|(e, _)| e);
-        };
-        if let Err(e) = rewind(payload, what) {
-            *unsettled = Some(tls);
-            return Err(e);
-        }
-        let plain_endpoint = self.endpoint();
-        let https = Endpoint {
-            agent: new_agent(tls::config(tls.ca_file.as_deref(), tls.insecure)?),
-            base: plain_endpoint.base.replacen("http://", "https://", 1),
-        };
-        *self
-            .endpoint
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = https;
-        match self.raw(method, &https_url, headers, payload, what) {
+        rewind(payload, what)?;
+        match self.raw(method, &format!("https://{rest}"), headers, payload, what) {
             // An answer, or a TLS server we do not trust (its error says how to trust it).
             outcome @ (Ok(_) | Err((_, true))) => {
-                *url = https_url;
+                let https = self.base().replacen("http://", "https://", 1);
+                *self.base.write().unwrap_or_else(PoisonError::into_inner) = https;
+                *unsettled = false;
                 outcome.map_err(|(e, _)| e)
             }
+            // A plain 400 stands as the answer.
             Err(_) => {
-                *self
-                    .endpoint
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = plain_endpoint;
-                // A plain 400 stands as the answer. When nothing answered either way, the next
-                // attempt asks both again: the registry may still be starting.
-                if plain.is_err() {
-                    *unsettled = Some(tls);
-                }
+                *unsettled = plain.is_err();
                 plain.map_err(|(e, _)| e)
             }
         }
@@ -397,19 +379,10 @@ impl Client {
     /// The error for a registry's refusal of a request.
     pub fn refusal_error(&self, refusal: Refusal, method: &Method, url: &str, what: &str) -> Error {
         let is_auth = refusal.is_auth();
-        let error = refusal.into_error(method, &self.as_sent(url));
+        let error = refusal.into_error(method, &self.current(url));
         match is_auth {
             true => self.refused_error(error).context(what),
             false => error.context(what),
-        }
-    }
-
-    /// `url` as it went out: one made before the first request settled on HTTPS names HTTP.
-    fn as_sent(&self, url: &str) -> String {
-        let base = self.endpoint().base;
-        match (url.strip_prefix("http://"), base.strip_prefix("https://")) {
-            (Some(rest), Some(host)) if authority(url) == host => format!("https://{rest}"),
-            _ => url.to_string(),
         }
     }
 
@@ -466,7 +439,7 @@ impl Client {
         if let Some(service) = &request.service {
             query.push(("service", service));
         }
-        let response = match &self.auth.credential.secret {
+        let (method, response) = match &self.auth.credential.secret {
             Secret::IdentityToken { token, .. } => {
                 let scopes = request.scopes.join(" ");
                 query.extend([
@@ -480,12 +453,10 @@ impl Client {
                     "content-type".to_string(),
                     "application/x-www-form-urlencoded".to_string(),
                 )];
-                self.raw(
-                    &Method::POST,
-                    realm,
-                    &headers,
-                    Payload::Bytes(form.as_bytes()),
-                    what,
+                let body = Payload::Bytes(form.as_bytes());
+                (
+                    Method::POST,
+                    self.raw(&Method::POST, realm, &headers, body, what),
                 )
             }
             _ => {
@@ -495,20 +466,16 @@ impl Client {
                 let separator = if realm.contains('?') { '&' } else { '?' };
                 let url = format!("{realm}{separator}{}", form_encode(&query));
                 let headers: Vec<_> = self.auth.basic_header().into_iter().collect();
-                self.raw(&Method::GET, &url, &headers, Payload::Empty, what)
+                let response = self.raw(&Method::GET, &url, &headers, Payload::Empty, what);
+                (Method::GET, response)
             }
-        }
-        .map_err(|(e, _)| e.context(format!("token server {realm}")))?;
-        let mut response = response;
+        };
+        let mut response = response.map_err(|(e, _)| e.context(format!("token server {realm}")))?;
         if response.status() != StatusCode::OK {
-            let refusal = Refusal::read(&mut response, &Method::GET);
-            let cause = format!("token server {realm} answered {}", refusal.status);
-            return Err(if refusal.is_auth() {
-                self.refused_error(Error::new(Kind::Auth, cause))
-                    .context(what)
-            } else {
-                Error::new(Kind::Rejected, cause).context(what)
-            });
+            // As any refusal (detail, Retry-After, transient for 429 and 5xx), named by the
+            // realm without its query.
+            let refusal = Refusal::read(&mut response, &method);
+            return Err(self.refusal_error(refusal, &method, realm, what));
         }
         let body = response
             .body_mut()
@@ -519,8 +486,8 @@ impl Client {
         self.auth.set_token(&body, realm)
     }
 
-    /// One request on the wire, logged with `--verbose`. A transport error comes with whether
-    /// it was a certificate problem (the peer speaks TLS but is not trusted).
+    /// One request on the wire, logged with `--verbose`. A failure comes with whether it was
+    /// about certificates (the peer speaks TLS but is not trusted, or `--ca-file` is unusable).
     fn raw(
         &self,
         method: &Method,
@@ -533,6 +500,7 @@ impl Client {
         for (name, value) in headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
+        let agent = self.agent(url).map_err(|e| (e, true))?;
         let started = Instant::now();
         let Some(remaining) = self.policy.remaining() else {
             return Err((self.policy.timed_out(what), false));
@@ -544,11 +512,15 @@ impl Client {
         let result = match payload {
             // An empty body still gets `Content-Length: 0`: without it ureq sends a POST's
             // nothing as a chunked body, one more packet for the registry to wait for.
-            Payload::Empty if [Method::POST, Method::PUT, Method::PATCH].contains(method) => {
-                self.run(builder.body(&[][..]).map_err(bad_request)?, remaining)
+            Payload::Empty if [Method::POST, Method::PUT, Method::PATCH].contains(method) => run(
+                &agent,
+                builder.body(&[][..]).map_err(bad_request)?,
+                remaining,
+            ),
+            Payload::Empty => run(&agent, builder.body(()).map_err(bad_request)?, remaining),
+            Payload::Bytes(bytes) => {
+                run(&agent, builder.body(bytes).map_err(bad_request)?, remaining)
             }
-            Payload::Empty => self.run(builder.body(()).map_err(bad_request)?, remaining),
-            Payload::Bytes(bytes) => self.run(builder.body(bytes).map_err(bad_request)?, remaining),
             // Through ureq's buffer, not by sendfile(2): measured on loopback, the registry
             // (the bottleneck of a cold push) spent ~10 % less CPU taking in the same bytes
             // this way, which more than pays for the copy (bench/README.md).
@@ -560,7 +532,7 @@ impl Client {
                 };
                 let builder = builder.header("content-length", body.len);
                 let body = SendBody::from_reader(&mut reader);
-                self.run(builder.body(body).map_err(bad_request)?, remaining)
+                run(&agent, builder.body(body).map_err(bad_request)?, remaining)
             }
         };
         if self.verbose {
@@ -591,20 +563,19 @@ impl Client {
     ) -> Result<bool> {
         self.policy.again(attempt, retry_after, what, why)
     }
+}
 
-    /// Runs a request that may take what is left of the whole push, and no more.
-    fn run(
-        &self,
-        request: Request<impl ureq::AsSendBody>,
-        remaining: Duration,
-    ) -> std::result::Result<Response<ureq::Body>, ureq::Error> {
-        let agent = self.endpoint().agent;
-        let request = agent
-            .configure_request(request)
-            .timeout_global(Some(remaining))
-            .build();
-        agent.run(request)
-    }
+/// Runs a request that may take what is left of the whole push, and no more.
+fn run(
+    agent: &Agent,
+    request: Request<impl ureq::AsSendBody>,
+    remaining: Duration,
+) -> std::result::Result<Response<ureq::Body>, ureq::Error> {
+    let request = agent
+        .configure_request(request)
+        .timeout_global(Some(remaining))
+        .build();
+    agent.run(request)
 }
 
 fn challenges(response: &Response<ureq::Body>) -> Vec<challenge::Challenge> {

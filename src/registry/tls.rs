@@ -8,8 +8,8 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::error::{Error, Result};
 
-/// For an agent that is not (yet) known to need TLS: the compiled-in Mozilla roots, which cost
-/// nothing to set up.
+/// For the agent that sends only `http://` URLs (every `https://` one goes to the agent built
+/// with [`config`]): the compiled-in Mozilla roots, which cost nothing to set up.
 pub fn without_system_roots(insecure: bool) -> TlsConfig {
     TlsConfig::builder()
         .root_certs(RootCerts::WebPki)
@@ -17,7 +17,8 @@ pub fn without_system_roots(insecure: bool) -> TlsConfig {
         .build()
 }
 
-/// For an HTTPS registry: the system's store, `--ca-file`, or no verification.
+/// For every `https://` URL (registry, token realm, blob storage): the system's store,
+/// `--ca-file`, or no verification.
 pub fn config(ca_file: Option<&Path>, insecure: bool) -> Result<TlsConfig> {
     if insecure {
         return Ok(TlsConfig::builder().disable_verification(true).build());
