@@ -43,9 +43,10 @@ AUTHENTICATION (first found wins; see docs/auth.md):
     --username USER          Log in as USER, with the password read from stdin
                              (--password-stdin) or from OCI_PUSH_PASSWORD.
     --password-stdin         Read the password from stdin (never pass it as an argument).
+    Then OCI_PUSH_USERNAME/OCI_PUSH_PASSWORD.
     --credential-helper PATH A Bazel credential helper (the JSON protocol Bazel uses).
-    Then OCI_PUSH_USERNAME/OCI_PUSH_PASSWORD, Docker's config.json (auths, credHelpers,
-    credsStore), Podman's auth.json ($REGISTRY_AUTH_FILE), else anonymous.
+    Then Docker's config.json (credHelpers, credsStore, auths), Podman's auth.json
+    ($REGISTRY_AUTH_FILE), else anonymous.
 
 CONNECTION:
     --ca-file FILE           Also trust the CA certificates in FILE (PEM). The system's
@@ -53,7 +54,8 @@ CONNECTION:
     --insecure               Use HTTPS but do not verify the registry's certificate.
     --plain-http             Use plain HTTP. Registries on localhost, 127.0.0.0/8 and [::1]
                              get HTTPS when they speak it and plain HTTP otherwise.
-    -j, --jobs N             Upload up to N blobs at once (default 8).
+    -j, --jobs N             Upload up to N blobs (and an index's manifests) at once,
+                             1 to 64 (default 8).
     --mount-from REPO        Before uploading a blob, try to mount it from REPO, another
                              repository of the same registry; repeatable. The layout's
                              org.opencontainers.image.base.name annotations are tried too.
@@ -69,7 +71,8 @@ CONNECTION:
     HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are honoured.
 
 OUTPUT:
-    -q, --quiet              Print only the final REPO@DIGEST line (and errors).
+    -q, --quiet              No progress and no summary: the final REPO@DIGEST line only
+                             (errors, warnings and retry lines still go to stderr).
     --format FORMAT          text (default) or json: one JSON object on stdout instead of
                              the final line, with the digest, every blob's and tag's
                              outcome, bytes and timing (docs/cli.md has its schema).

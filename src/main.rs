@@ -68,7 +68,15 @@ fn push(plan: Plan) -> Result<()> {
         eprintln!("warning: --insecure: the registry's TLS certificate is not verified");
     }
     let reporter = report::Reporter::new(plan.style(), &repository.to_string(), &layout);
-    let result = connect_and_push(&plan, repository, &layout, &reporter);
+    // The digest file is part of the outcome: written before the summary and the JSON, so
+    // that they report its failure too. A dry run pushed nothing and writes none.
+    let result = connect_and_push(&plan, repository, &layout, &reporter).and_then(|digest| {
+        let line = format!("{repository}@{digest}");
+        if let (Some(path), false) = (&plan.digest_file, plan.dry_run) {
+            write_digest_file(path, &line)?;
+        }
+        Ok(line)
+    });
     reporter.finish(result.is_ok());
     if plan.json {
         if result.is_err() {
@@ -78,11 +86,7 @@ fn push(plan: Plan) -> Result<()> {
         let json = reporter.json(error.map(|e| (e.message(), e.kind().exit_code())));
         print(&json.to_string())?;
     }
-    let line = format!("{repository}@{}", result?);
-    // A dry run pushed nothing: no digest file, which would say otherwise.
-    if let (Some(path), false) = (&plan.digest_file, plan.dry_run) {
-        write_digest_file(path, &line)?;
-    }
+    let line = result?;
     match plan.json {
         true => Ok(()),
         false => print(&line),

@@ -20,7 +20,7 @@ use ureq::http::{Method, StatusCode};
 use crate::error::{Error, Kind, Result};
 use crate::layout::{Blob, Layout, Manifest};
 use crate::reference::Repository;
-use crate::registry::{Client, FileBody, Payload, Refusal};
+use crate::registry::{with_query, Client, FileBody, Payload, Refusal};
 
 /// What happened to a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,13 +169,7 @@ impl Steps<'_> {
         if self.manifest_digest(&top.digest)?.is_some() {
             observer.event(Event::ImageExists(top));
         } else {
-            if dry_run {
-                for blob in &layout.blobs {
-                    observer.event(Event::Blob(blob, self.blob_plan(blob)?));
-                }
-            } else {
-                self.push_blobs(&layout.blobs)?;
-            }
+            self.push_blobs(&layout.blobs)?;
             self.push_manifests(&layout.manifests)?;
         }
         // One listing instead of a HEAD per tag, when the registry gives it whole: a tag it
@@ -219,12 +213,16 @@ impl Steps<'_> {
         Ok(top.digest.clone())
     }
 
-    /// Uploads the blobs on `--jobs` threads, largest first so the long ones start early.
+    /// Uploads the blobs (or in a dry run, asks what their upload would do) on `--jobs`
+    /// threads, largest first so the long ones start early.
     fn push_blobs(&self, blobs: &[Blob]) -> Result<()> {
         let mut order: Vec<&Blob> = blobs.iter().collect();
         order.sort_by_key(|b| std::cmp::Reverse(b.size));
         in_parallel(&order, self.options.jobs, |blob| {
-            let outcome = self.push_blob(blob)?;
+            let outcome = match self.options.dry_run {
+                true => self.blob_plan(blob)?,
+                false => self.push_blob(blob)?,
+            };
             self.observer.event(Event::Blob(blob, outcome));
             Ok(())
         })
@@ -321,9 +319,12 @@ impl Steps<'_> {
             Some(location) => location,
             None => self.start_upload(what)?,
         };
+        let file = File::open(&blob.path).map_err(|e| {
+            Error::invalid(format!("{what}: cannot open {}: {e}", blob.path.display()))
+        })?;
         match self.options.chunk_size {
-            Some(chunk) => self.put_chunks(blob, &location, chunk, what)?,
-            None => self.put_blob(blob, &location, what)?,
+            Some(chunk) => self.put_chunks(blob, &file, &location, chunk, what)?,
+            None => self.put_blob(blob, &file, &location, what)?,
         }
         Ok(BlobOutcome::Uploaded)
     }
@@ -350,10 +351,10 @@ impl Steps<'_> {
     /// `POST .../blobs/uploads/?mount=DIGEST&from=REPO`: 201 when the registry linked the blob
     /// (returns None), 202 with an upload session when it could not (returns its Location).
     fn mount(&self, blob: &Blob, from: &str, what: &str) -> Result<Option<String>> {
-        let url = self.url(&format!(
-            "blobs/uploads/?mount={}&from={from}",
-            blob.digest.replace(':', "%3A")
-        ));
+        let url = with_query(
+            &self.url("blobs/uploads/"),
+            &[("mount", blob.digest.as_str()), ("from", from)],
+        );
         let response = self
             .client
             .send(Method::POST, &url, &[], Payload::Empty, what)?;
@@ -363,7 +364,7 @@ impl Steps<'_> {
         let response =
             self.client
                 .expect(response, &[StatusCode::ACCEPTED], &Method::POST, &url, what)?;
-        location_of(&response, &url, what).map(Some)
+        location_of(&response, &Method::POST, &url, what).map(Some)
     }
 
     /// Closes an upload session we will not use. Best effort: the registry expires it anyway.
@@ -383,20 +384,17 @@ impl Steps<'_> {
         let response =
             self.client
                 .expect(response, &[StatusCode::ACCEPTED], &Method::POST, &url, what)?;
-        location_of(&response, &url, what)
+        location_of(&response, &Method::POST, &url, what)
     }
 
     /// `PUT LOCATION?digest=...` with the whole file as the body, streamed.
-    fn put_blob(&self, blob: &Blob, location: &str, what: &str) -> Result<()> {
+    fn put_blob(&self, blob: &Blob, file: &File, location: &str, what: &str) -> Result<()> {
         let url = with_digest(&self.client.url(location), &blob.digest);
-        let file = File::open(&blob.path).map_err(|e| {
-            Error::invalid(format!("{what}: cannot open {}: {e}", blob.path.display()))
-        })?;
         let headers = [("content-type", "application/octet-stream")];
         self.observer.event(Event::BlobUploading(blob));
         let progress = |at| self.observer.event(Event::BlobProgress(blob, at));
         let body = FileBody {
-            file: &file,
+            file,
             offset: 0,
             len: blob.size,
             progress: Some(&progress),
@@ -432,17 +430,21 @@ impl Steps<'_> {
     /// Chunked upload: `PATCH` each chunk with its `Content-Range`, then `PUT ?digest=`. After
     /// a failed chunk, asks the registry where the upload stands and goes on from there; when
     /// it cannot say, the error goes up and the upload starts over in a new session.
-    fn put_chunks(&self, blob: &Blob, location: &str, chunk: u64, what: &str) -> Result<()> {
-        let file = File::open(&blob.path).map_err(|e| {
-            Error::invalid(format!("{what}: cannot open {}: {e}", blob.path.display()))
-        })?;
+    fn put_chunks(
+        &self,
+        blob: &Blob,
+        file: &File,
+        location: &str,
+        chunk: u64,
+        what: &str,
+    ) -> Result<()> {
         let mut location = location.to_string();
         let mut offset = 0;
         let mut attempt = 1;
         self.observer.event(Event::BlobUploading(blob));
         while offset < blob.size {
             let len = chunk.min(blob.size - offset);
-            match self.patch_chunk(blob, &file, &location, offset, len, what) {
+            match self.patch_chunk(blob, file, &location, offset, len, what) {
                 Ok((next, stored)) => {
                     location = next;
                     offset = stored.unwrap_or(offset + len);
@@ -452,7 +454,7 @@ impl Steps<'_> {
                         .client
                         .again(attempt, e.retry_after(), what, &e.to_string())?
                     {
-                        return Err(e);
+                        return Err(e.spent());
                     }
                     attempt += 1;
                     (location, offset) = self.upload_status(&location, offset, what)?;
@@ -501,7 +503,10 @@ impl Steps<'_> {
             &url,
             what,
         )?;
-        Ok((location_of(&response, &url, what)?, stored_bytes(&response)))
+        Ok((
+            location_of(&response, &Method::PATCH, &url, what)?,
+            stored_bytes(&response),
+        ))
     }
 
     /// `GET` an upload session: its Location and how many bytes it holds (`Range: 0-N`),
@@ -525,7 +530,8 @@ impl Steps<'_> {
                 Kind::Rejected => e.transient(None),
                 _ => e,
             })?;
-        let next = location_of(&response, &url, what).unwrap_or_else(|_| location.to_string());
+        let next = location_of(&response, &Method::GET, &url, what)
+            .unwrap_or_else(|_| location.to_string());
         // `0-0` is 0 or 1 byte: what we last confirmed tells which.
         let stored = stored_bytes(&response).unwrap_or(confirmed.min(1));
         Ok((next, stored))
@@ -601,8 +607,7 @@ impl Steps<'_> {
 
 /// `URL?digest=...` (or `&digest=` when the URL has a query already).
 fn with_digest(url: &str, digest: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}digest={}", digest.replace(':', "%3A"))
+    with_query(url, &[("digest", digest)])
 }
 
 /// How many bytes an upload session holds, from its `Range: 0-N` (N the last byte's index).
@@ -620,6 +625,7 @@ fn stored_bytes(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
 /// The `Location` of an upload session.
 fn location_of(
     response: &ureq::http::Response<ureq::Body>,
+    method: &Method,
     url: &str,
     what: &str,
 ) -> Result<String> {
@@ -631,7 +637,10 @@ fn location_of(
         .ok_or_else(|| {
             Error::new(
                 Kind::Rejected,
-                format!("{what}: POST {url} answered 202 without a Location header"),
+                format!(
+                    "{what}: {method} {url} answered {} without a Location header",
+                    response.status()
+                ),
             )
         })
 }

@@ -116,17 +116,14 @@ impl Reporter {
         self.record.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One line of progress: printed above the bars on a terminal, as is elsewhere.
+    /// One line of progress (none when quiet), above the bars on a terminal.
     fn line(&self, text: String) {
-        match (&self.bars, self.style) {
-            (_, Style::Quiet) => {}
-            (Some(bars), _) => bars.multi.suspend(|| eprintln!("{text}")),
-            (None, _) => eprintln!("{text}"),
+        if self.style != Style::Quiet {
+            log(&text);
         }
     }
 
-    /// Clears the bars and prints the summary (unless quiet). `outcome` is the top digest, or
-    /// the error that ended the run.
+    /// Clears the bars and prints the summary (unless quiet, or the run failed).
     pub fn finish(&self, succeeded: bool) {
         if let Some(bars) = &self.bars {
             bars.multi.clear().ok();
@@ -479,6 +476,10 @@ impl Bars {
     }
 
     fn start(&self, blob: &crate::layout::Blob) {
+        // An upload that starts over keeps its bar, back at zero (and the total with it).
+        if self.active().contains_key(&blob.digest) {
+            return self.advance(blob, 0);
+        }
         let bar = self.multi.add(ProgressBar::new(blob.size));
         bar.set_style(style(
             "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",

@@ -42,7 +42,10 @@ pub fn get(helper: &Path, repository: &Repository) -> Result<Option<Credential>>
             }
         }
     }
-    Ok((!headers.is_empty()).then(|| Credential {
+    if headers.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Credential {
         secret: Secret::Headers(headers),
         source,
     }))

@@ -463,8 +463,7 @@ impl Client {
                 for scope in &request.scopes {
                     query.push(("scope", scope));
                 }
-                let separator = if realm.contains('?') { '&' } else { '?' };
-                let url = format!("{realm}{separator}{}", form_encode(&query));
+                let url = with_query(realm, &query);
                 let headers: Vec<_> = self.auth.basic_header().into_iter().collect();
                 let response = self.raw(&Method::GET, &url, &headers, Payload::Empty, what);
                 (Method::GET, response)
@@ -632,6 +631,12 @@ fn redact(url: &str) -> String {
         Some((base, _)) => format!("{base}?…"),
         None => url.to_string(),
     }
+}
+
+/// `url` with `pairs` added to its query (`?` or `&`), percent-encoded.
+pub fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{}", form_encode(pairs))
 }
 
 /// `application/x-www-form-urlencoded`, also right for a query string.
