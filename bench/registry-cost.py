@@ -15,10 +15,10 @@ import argparse
 import hashlib
 import importlib.util
 import os
+import shutil
 import socket
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("bench_run", os.path.join(HERE, "run.py"))
@@ -68,8 +68,9 @@ def main():
     args = parser.parse_args()
     n = args.requests
     workdir = tempfile.mkdtemp(prefix=f"oci-push-bench-{os.getpid()}-")
-    registry = bench.Registry(workdir, args.tmpfs).start()
+    registry = bench.Registry(workdir, args.tmpfs)
     try:
+        registry.start()
         c = Connection(registry.host)
         zero = "sha256:" + "0" * 64
         costs = {}
@@ -103,6 +104,7 @@ def main():
         per_mb = (put_big - costs["PUT 1 KB blob"]) / (len(big[0]) / bench.MB)
     finally:
         registry.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"Registry CPU per request ({n} of each, one keep-alive connection, "
           f"{os.cpu_count()} cores, 10 ms ticks averaged):\n")

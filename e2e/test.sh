@@ -5,26 +5,18 @@
 #
 #   cargo build --release && e2e/test.sh
 #
-# Needs: bazel (tools/install-bazel.sh), git; docker-registry and curl (installed
-# with apt-get when missing and run as root); the pusher
-# at target/release/oci-push (or $OCI_PUSH, a path inside the checkout: Bazel
-# runs in a chroot that sees only the checkout). Prints one line per check and
-# ends with "N passed, M failed"; exits non-zero if any check failed.
+# Needs: bazel, git, docker-registry and curl (tools/setup.sh installs them); the
+# pusher at target/release/oci-push (or $OCI_PUSH, a path inside the checkout:
+# Bazel runs in a chroot that sees only the checkout). Prints one line per check
+# and ends with "N passed, M failed"; exits non-zero if any check failed.
 set -uo pipefail
 
 root="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
 e2e="$root/e2e"
 pusher="$(realpath "${OCI_PUSH:-$root/target/release/oci-push}")"
 
-# The registry and curl come from Debian; install them if we may.
-if ! command -v docker-registry >/dev/null || ! command -v curl >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-registry curl >/dev/null ||
-      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-registry curl >/dev/null; }
-  fi
-fi
-for tool in bazel docker-registry curl; do
-  command -v "$tool" >/dev/null || { echo "e2e: $tool not found (see the header of $0)" >&2; exit 1; }
+for tool in bazel git docker-registry curl; do
+  command -v "$tool" >/dev/null || { echo "e2e: $tool not found (run tools/setup.sh)" >&2; exit 1; }
 done
 [ -x "$pusher" ] || { echo "e2e: no pusher at $pusher: run cargo build --release" >&2; exit 1; }
 
@@ -33,73 +25,27 @@ done
 tmp="$(mktemp -d)"
 work="$e2e/.tmp/test"
 rm -rf "$work" && mkdir -p "$work"
-registry_pid=""
+
+# shellcheck source=../tools/lib/checks.sh
+source "$root/tools/lib/checks.sh"
+# shellcheck source=../tools/lib/registry.sh
+source "$root/tools/lib/registry.sh"
+# shellcheck source=../tools/lib/oci.sh
+source "$root/tools/lib/oci.sh"
 cleanup() {
-  [ -z "$registry_pid" ] || kill "$registry_pid" 2>/dev/null
+  stop_registry
   (cd "$e2e" && bazel shutdown) >/dev/null 2>&1
   (cd "$root" && bazel shutdown) >/dev/null 2>&1
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-# shellcheck source=../tools/lib/checks.sh
-source "$root/tools/lib/checks.sh"
-
 # --- registry ---------------------------------------------------------------
 
-# shellcheck source=../tools/lib/registry.sh
-source "$root/tools/lib/registry.sh"
 start_registry "$tmp" || exit 1
 echo "registry: http://$REGISTRY (storage $tmp/storage)"
 
-ACCEPT="application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json"
-ACCEPT+=",application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json"
-
-# manifest REPO REF: GETs a manifest; sets $status, $digest (Docker-Content-Digest),
-# $content_type, and leaves the body in $tmp/body.
-manifest() {
-  local headers="$tmp/headers"
-  status="$(curl -sS -o "$tmp/body" -D "$headers" -w '%{http_code}' -H "Accept: $ACCEPT" \
-    "http://$REGISTRY/v2/$1/manifests/$2")"
-  digest="$(sed -n 's/^docker-content-digest: *\([^[:space:]]*\).*/\1/Ip' "$headers")"
-  content_type="$(sed -n 's/^content-type: *\([^[:space:];]*\).*/\1/Ip' "$headers")"
-}
-
-# has_manifest REPO REF DIGEST MEDIA_TYPE: the registry serves REF with that digest and type.
-has_manifest() {
-  manifest "$1" "$2"
-  [ "$status" = 200 ] || { echo "GET $1:$2: HTTP $status: $(head -c 300 "$tmp/body")"; return 1; }
-  [ "$digest" = "$3" ] || { echo "GET $1:$2: Docker-Content-Digest $digest, want $3"; return 1; }
-  [ "$content_type" = "$4" ] || { echo "GET $1:$2: Content-Type $content_type, want $4"; return 1; }
-  local body_digest="sha256:$(sha256sum "$tmp/body" | cut -d' ' -f1)"
-  [ "$body_digest" = "$3" ] || { echo "GET $1:$2: body hashes to $body_digest, want $3"; return 1; }
-}
-
-# lacks_manifest REPO REF: the registry does not know REF.
-lacks_manifest() {
-  manifest "$1" "$2"
-  [ "$status" = 404 ] || { echo "GET $1:$2: HTTP $status, want 404"; return 1; }
-}
-
-has_blob() {
-  local status
-  status="$(curl -sS -o /dev/null -I -w '%{http_code}' "http://$REGISTRY/v2/$1/blobs/$2")"
-  [ "$status" = 200 ] || { echo "HEAD $1 blob $2: HTTP $status"; return 1; }
-}
-
-# no_tags REPO: the repository has no tags (distribution answers NAME_UNKNOWN
-# for a repository that holds manifests but no tags).
-no_tags() {
-  local body
-  body="$(curl -sS "http://$REGISTRY/v2/$1/tags/list")"
-  grep -Eq '"tags":(null|\[\])|"NAME_UNKNOWN"' <<<"$body" || { echo "tags/list: $body"; return 1; }
-}
-
-
 # --- build --------------------------------------------------------------------
-
-OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
-OCI_INDEX=application/vnd.oci.image.index.v1+json
 
 "$e2e/configure.sh" "$REGISTRY" "$pusher" || exit 1
 cd "$e2e" || exit 1
@@ -121,7 +67,6 @@ check "bazel build //... (layouts, run-scripts, build-time verification)" \
   bazel build //...
 
 # The expected digests come from the layouts themselves (index.json of each).
-layout_digest() { sed -n 's/.*"digest":"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' "$1/index.json"; }
 image_digest="$(layout_digest bazel-bin/image)"
 index_digest="$(layout_digest bazel-bin/index)"
 echo "image $image_digest, index $index_digest"
@@ -169,6 +114,25 @@ check "bazel run //:push_repository_file" bazel_run "$tmp/file.out" //:push_repo
 check "repository_file: registry has e2e/from-file:latest (index)" \
   has_manifest e2e/from-file latest "$index_digest" "$OCI_INDEX"
 
+# mount_from: e2e/mounted, a new repository, gets the blobs of e2e/image (pushed above) by
+# cross-repository mount; the registry then serves them there, and no blob byte was sent.
+check "bazel run //:push_mounted (mount_from = [\"$REGISTRY/e2e/image\"])" \
+  bazel_run "$tmp/mounted.out" //:push_mounted
+check "push_mounted prints REPO@DIGEST last" \
+  equals "last line" "$(last_line "$tmp/mounted.out")" "$REGISTRY/e2e/mounted@$image_digest"
+check "mount_from: registry has e2e/mounted:latest (OCI manifest)" \
+  has_manifest e2e/mounted latest "$image_digest" "$OCI_MANIFEST"
+image_blobs="$(grep -o 'sha256:[0-9a-f]\{64\}' "bazel-bin/image/blobs/sha256/${image_digest#sha256:}")"
+check "the image has a config and two layers" equals "blobs" "$(grep -c . <<<"$image_blobs")" 3
+for blob in $image_blobs; do
+  check "mount_from: e2e/mounted serves blob ${blob:0:19}... (HEAD, and GET hashing to it)" \
+    has_blob e2e/mounted "$blob"
+  check "mount_from: the pusher mounted ${blob:0:19}... rather than uploading it" \
+    grep -Eq "^ +mounted +$blob " "$tmp/mounted.out.err"
+done
+check "mount_from: the summary says 0 bytes sent, all 3 blobs mounted" \
+  grep -Eq "^ +blobs: +sent 0 B \(0\), mounted [^(]+ \(3\), already there 0 B \(0\)$" "$tmp/mounted.out.err"
+
 # --- run-time overrides ---------------------------------------------------------
 
 check "bazel run //:push_image -- --tag x --repository $REGISTRY/other" \
@@ -212,39 +176,22 @@ check "pusher exit code comes through bazel run (3: registry unreachable)" equal
 
 # --- failures at build time -----------------------------------------------------
 
-# expect_build_failure NAME TARGET FLAGS... -- PATTERN...: building TARGET
-# fails, and the output matches every (extended regex) PATTERN.
-expect_build_failure() {
-  local name=$1 target=$2 flags=() pattern
-  shift 2
-  while [ "$1" != -- ]; do flags+=("$1"); shift; done
-  shift
-  if bazel build "${flags[@]}" "$target" >"$tmp/fail.out" 2>&1; then
-    not_ok "$name" "bazel build $target succeeded"
-    return
-  fi
-  for pattern in "$@"; do
-    if ! grep -Eq -- "$pattern" "$tmp/fail.out"; then
-      not_ok "$name" "no match for /$pattern/ in: $(grep -E 'ERROR|error' "$tmp/fail.out")"
-      return
-    fi
-  done
-  ok "$name"
-}
-expect_build_failure "bazel build //:push_bad_tags fails, naming the file, line and tag" //:push_bad_tags -- \
-  "bad_tags.txt:2: invalid tag 'no spaces allowed'"
-expect_build_failure "bazel build //:push_corrupt fails, naming the blob" //:push_corrupt -- \
-  "blob sha256:[0-9a-f]{64} is corrupt"
-expect_build_failure "a platform without a pusher fails, naming it and the ways out" //:push_image \
-  --platforms=//:linux_s390x -- \
+fails_with "bazel build //:push_bad_tags fails, naming the file, line and tag" \
+  "bad_tags.txt:2: invalid tag 'no spaces allowed'" -- \
+  bazel build //:push_bad_tags
+fails_with "bazel build //:push_corrupt fails, naming the blob" \
+  "blob sha256:[0-9a-f]{64} is corrupt" -- \
+  bazel build //:push_corrupt
+fails_with "a platform without a pusher fails, naming it and the ways out" \
   "no oci-push binary for platform @@//:linux_s390x \(os: linux, cpu: s390x\)" \
-  'oci_push.pusher\(url = ' 'oci_push.pusher\(label = '
+  'oci_push.pusher\(url = ' 'oci_push.pusher\(label = ' -- \
+  bazel build --platforms=//:linux_s390x //:push_image
 # This workspace uses the module from the checkout, whose release table is empty (the release
 # table's own path is examples/test.sh's), and names one pusher by URL for linux_amd64.
-expect_build_failure "... and says the module is a source checkout, and the root module's tag covers other platforms" \
-  //:push_image --platforms=//:linux_s390x -- \
+fails_with "... and says the module is a source checkout, and the root module's tag covers other platforms" \
   'This rules_oci_push is a source checkout, not a release: it has no release binaries\.' \
-  "The root module's oci_push.pusher tags cover other platforms only\."
+  "The root module's oci_push.pusher tags cover other platforms only\." -- \
+  bazel build --platforms=//:linux_s390x //:push_image
 
 # Validations run for `bazel run` too: a corrupt layout never reaches the registry.
 corrupt_digest="$(layout_digest bazel-bin/corrupt_image)"
@@ -262,14 +209,41 @@ fi
 check "the module builds, and its analysis tests pass: bazel test //... (repo root)" \
   run_in "$root" bazel test //...
 
+# Every attribute of the rule has a row in the attribute table of docs/oci_push.md
+# (| `name` | type | ...), every flag of `oci-push --help` one in its flag table
+# (| `--flag ARG` | ... or, for a flag with a short form, | `-f`, `--flag ARG` | ...).
 docs="$root/docs/oci_push.md"
 attrs="$(sed -n '/^_ATTRS = {/,/^}/s/^    "\([a-z][a-z_]*\)": attr\..*/\1/p' "$root/rules/private/push.bzl")"
-missing=""
-for a in $attrs; do grep -q "\`$a\`" "$docs" || missing+=" $a"; done
-check "docs/oci_push.md documents every attribute ($(echo $attrs))" equals "undocumented" "${missing# }" ""
-flags="$("$pusher" --help | grep -o -- '--[a-z][a-z-]*' | sort -u)"
-missing=""
-for f in $flags; do grep -q -- "$f" "$docs" || missing+=" $f"; done
-check "docs/oci_push.md documents every flag of oci-push --help" equals "undocumented" "${missing# }" ""
+help="$("$pusher" --help)"
+flags="$(grep -o -- '--[a-z][a-z-]*' <<<"$help" | sort -u)"
+# section DOC TITLE: the lines of DOC's "## TITLE" section.
+section() { awk -v title="## $2" '$0 == title { on = 1; next } /^## / { on = 0 } on' "$1"; }
+# undocumented_attributes DOC, undocumented_flags DOC: those without their row, one a line.
+undocumented_attributes() {
+  local a rows
+  rows="$(section "$1" "The rule")"
+  for a in $attrs; do grep -Eq "^\| \`$a\` \|" <<<"$rows" || echo "$a"; done
+}
+undocumented_flags() {
+  local f short rows
+  rows="$(section "$1" "Run-time flags")"
+  for f in $flags; do
+    short="$(sed -n "s/^    \(-[A-Za-z]\), $f\( .*\)\{0,1\}$/\1/p" <<<"$help")"
+    grep -Eq "^\| ${short:+\`$short\`, }\`$f( [^\`]+)?\` \|" <<<"$rows" || echo "$f"
+  done
+}
+check "the attributes (push.bzl's _ATTRS) and flags (oci-push --help) to look for were found" \
+  test -n "$attrs" -a -n "$flags"
+check "docs/oci_push.md has a row for every attribute ($(echo $attrs))" \
+  equals "undocumented" "$(undocumented_attributes "$docs" | tr '\n' ' ')" ""
+check "docs/oci_push.md has a row for every flag of oci-push --help, with its short form" \
+  equals "undocumented" "$(undocumented_flags "$docs" | tr '\n' ' ')" ""
+# The same checks on a copy lacking the image and --tag rows, and -r in the --repository row.
+sed -e '/^| `image` |/d' -e '/^| `-t`, `--tag TAG` |/d' -e 's/^| `-r`, `--repository REPO` |/| `--repository REPO` |/' \
+  "$docs" >"$tmp/oci_push.md"
+check "the docs checks notice a missing row or short form (on a copy lacking them)" \
+  equals "undocumented in the copy" \
+  "$(undocumented_attributes "$tmp/oci_push.md" | tr '\n' ' ')$(undocumented_flags "$tmp/oci_push.md" | tr '\n' ' ')" \
+  "image --repository --tag "
 
 summary

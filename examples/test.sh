@@ -11,33 +11,38 @@
 #
 #   examples/test.sh
 #
-# Needs cargo, bazel (tools/install-bazel.sh), docker-registry and curl (tools/setup.sh).
+# Needs cargo, and bazel, git, file, docker-registry and curl (tools/setup.sh installs them).
 # Prints one line per check and "N passed, M failed"; exits non-zero if any check failed.
 set -uo pipefail
 
 root="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
-version="$(sed -n '/^module(/,/^)/s/^ *version = "\(.*\)",$/\1/p' "$root/MODULE.bazel")"
+# shellcheck source=../tools/lib/version.sh
+source "$root/tools/lib/version.sh"
+version="$(module_version "$root/MODULE.bazel")"
 artifact="oci-push-$version-linux-amd64"
 # Inside the checkout (git-ignored): Bazel runs in a chroot that sees only the checkout.
 work="$root/.tmp/examples"
 dist="$work/dist"
 ws="$work/src/rules_oci_push-$version/examples"
 
-for tool in bazel cargo file docker-registry curl; do
-  command -v "$tool" >/dev/null || { echo "examples: $tool not found (see the header of $0)" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "examples: cargo not found (install Rust, e.g. with rustup)" >&2; exit 1; }
+for tool in bazel git file docker-registry curl; do
+  command -v "$tool" >/dev/null || { echo "examples: $tool not found (run tools/setup.sh)" >&2; exit 1; }
 done
 
 tmp="$(mktemp -d)"
-registry_pid=""
+# shellcheck source=../tools/lib/checks.sh
+source "$root/tools/lib/checks.sh"
+# shellcheck source=../tools/lib/registry.sh
+source "$root/tools/lib/registry.sh"
+# shellcheck source=../tools/lib/oci.sh
+source "$root/tools/lib/oci.sh"
 cleanup() {
-  [ -z "$registry_pid" ] || kill "$registry_pid" 2>/dev/null
+  stop_registry
   [ ! -d "$ws" ] || (cd "$ws" && bazel shutdown) >/dev/null 2>&1
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-
-# shellcheck source=../tools/lib/checks.sh
-source "$root/tools/lib/checks.sh"
 
 # --- the install snippet -----------------------------------------------------------------
 
@@ -65,29 +70,9 @@ check "the archive's table is the release's (rules/private/versions.bzl)" \
 # repository cache, so that the binary is downloaded from its file:// URL on every run.
 printf '\nstartup --output_base=%s\ncommon --repository_cache=\n' "$work/bazel" >>"$ws/.bazelrc"
 
-# shellcheck source=../tools/lib/registry.sh
-source "$root/tools/lib/registry.sh"
 start_registry "$tmp" || exit 1
 echo "registry: http://$REGISTRY"
 port="${REGISTRY##*:}"
-
-ACCEPT="application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST=application/vnd.oci.image.manifest.v1+json
-OCI_INDEX=application/vnd.oci.image.index.v1+json
-
-# has_manifest REPO REF DIGEST MEDIA_TYPE: the registry serves REF with that digest and type;
-# the body is left in $tmp/body.
-has_manifest() {
-  local status digest type
-  status="$(curl -sS -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' -H "Accept: $ACCEPT" \
-    "http://$REGISTRY/v2/$1/manifests/$2")"
-  digest="$(sed -n 's/^docker-content-digest: *\([^[:space:]]*\).*/\1/Ip' "$tmp/headers")"
-  type="$(sed -n 's/^content-type: *\([^[:space:];]*\).*/\1/Ip' "$tmp/headers")"
-  [ "$status" = 200 ] || { echo "GET $1:$2: HTTP $status: $(head -c 300 "$tmp/body")"; return 1; }
-  [ "$digest" = "$3" ] || { echo "GET $1:$2: Docker-Content-Digest $digest, want $3"; return 1; }
-  [ "$type" = "$4" ] || { echo "GET $1:$2: Content-Type $type, want $4"; return 1; }
-}
-layout_digest() { sed -n 's/.*"digest":"\(sha256:[0-9a-f]\{64\}\)".*/\1/p' "$1/index.json"; }
 
 cd "$ws" || exit 1
 
@@ -143,24 +128,12 @@ check "registry: examples/by-name:$tag is the index" has_manifest examples/by-na
 
 # --- a platform the release table does not cover ---------------------------------------------
 
-if bazel build //:push --platforms=@rules_oci_push//rules/tests:fake_windows >"$tmp/fail.out" 2>&1; then
-  not_ok "a platform without a release binary fails" "bazel build --platforms=...fake_windows succeeded"
-else
-  missing=""
-  for pattern in \
-    'no oci-push binary for platform @@rules_oci_push[~+]//rules/tests:fake_windows \(os: windows, cpu: x86_64\)' \
-    "rules_oci_push $version has release binaries for: linux_amd64\." \
-    'oci_push.pusher\(url = ' 'oci_push.pusher\(label = '; do
-    grep -Eq -- "$pattern" "$tmp/fail.out" || missing+="/$pattern/ "
-  done
-  # This workspace has no oci_push.pusher tag, so the message must not blame one.
-  ! grep -q "oci_push.pusher tags cover" "$tmp/fail.out" || missing+="(and it mentions the root module's tags) "
-  if [ -z "$missing" ]; then
-    ok "a platform without a release binary fails at analysis, naming it, the release's platforms and the ways out"
-  else
-    not_ok "a platform without a release binary fails at analysis, naming it, the release's platforms and the ways out" \
-      "no match for $missing in: $(grep -A12 'no oci-push binary' "$tmp/fail.out")"
-  fi
-fi
+# This workspace has no oci_push.pusher tag, so the message must not blame one.
+fails_with "a platform without a release binary fails at analysis, naming it, the release's platforms and the ways out" \
+  'no oci-push binary for platform @@rules_oci_push[~+]//rules/tests:fake_windows \(os: windows, cpu: x86_64\)' \
+  "rules_oci_push $version has release binaries for: linux_amd64\." \
+  'oci_push.pusher\(url = ' 'oci_push.pusher\(label = ' \
+  '!oci_push.pusher tags cover' -- \
+  bazel build //:push --platforms=@rules_oci_push//rules/tests:fake_windows
 
 summary

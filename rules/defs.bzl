@@ -9,11 +9,10 @@ toolchain set-up.
 """
 
 load("@bazel_skylib//rules:write_file.bzl", "write_file")
-load("//rules/private:push.bzl", _oci_push = "oci_push", _oci_push_lib = "oci_push_lib")
+load("//rules/private:push.bzl", _oci_push = "oci_push")
 
 # The rule itself, for callers that want no macro (for example to wrap it).
 oci_push_rule = _oci_push
-oci_push_lib = _oci_push_lib
 
 def oci_push(name, image, repository = None, repository_file = None, image_tags = None, remote_tags = None, **kwargs):
     """Pushes an OCI image layout to a registry when run with `bazel run`.

@@ -10,15 +10,14 @@ SKIP_BUILDIFIER=1 bash tools/setup.sh
 cargo build --release --locked
 
 tmp="$(mktemp -d)"
-registry_pid=""
+# shellcheck source=lib/registry.sh
+source tools/lib/registry.sh
 cleanup() {
-  [ -z "$registry_pid" ] || kill "$registry_pid" 2>/dev/null || true
+  stop_registry
   (cd "$root/e2e" && bazel shutdown) >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-# shellcheck source=lib/registry.sh
-source tools/lib/registry.sh
 start_registry "$tmp"
 echo
 echo "== a registry is listening on http://$REGISTRY"

@@ -71,7 +71,9 @@ sha256_of() {
 # --- versions ----------------------------------------------------------------------
 
 cargo_version() { sed -n '/^\[package\]/,/^\[/s/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n 1; }
-module_version() { sed -n '/^module(/,/^)/s/^ *version = "\(.*\)",$/\1/p' "$root/MODULE.bazel" | head -n 1; }
+# module_version FILE: the version in FILE's module() call.
+# shellcheck source=lib/version.sh
+source "$root/tools/lib/version.sh"
 # The version in the install snippet of FILE (examples/MODULE.bazel, README.md).
 snippet_version() { sed -n 's/^bazel_dep(name = "rules_oci_push", version = "\(.*\)")$/\1/p' "$1" | head -n 1; }
 
@@ -81,7 +83,7 @@ check() {
     die "version '$v' is not semantic (MAJOR.MINOR.PATCH[-PRERELEASE]), and the tag is v<version>"
   got="$(cargo_version)"
   [ "$got" = "$v" ] || problems="$problems\n  Cargo.toml [package] version is '$got'"
-  got="$(module_version)"
+  got="$(module_version "$root/MODULE.bazel")"
   [ "$got" = "$v" ] || problems="$problems\n  MODULE.bazel module(version) is '$got'"
   for f in examples/MODULE.bazel README.md; do
     got="$(snippet_version "$root/$f")"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need on a Debian 12 machine, idempotently:
 # the CNCF distribution registry (the tests' real registry), curl (the tests' independent
-# client), htpasswd and openssl (auth tests), python3 (layout generator for the benchmark),
-# buildifier (tools/install-buildifier.sh) and Bazel 7 (tools/install-bazel.sh).
+# client), htpasswd and openssl (auth tests), python3 (the benchmark's layout generator, and
+# the release test's checks of the generated table and .bcr/), git, file (the release test's
+# static-binary check), script (the terminal-progress test), buildifier
+# (tools/install-buildifier.sh) and Bazel 7 (tools/install-bazel.sh).
 # Run as root. SKIP_BAZEL=1 leaves Bazel out (for cargo-only work); SKIP_BUILDIFIER=1 leaves
 # buildifier out (the demo does not lint).
 set -euo pipefail

@@ -9,11 +9,11 @@ Authorization
 =============
 
 `oci-push` finds credentials the usual ways, first found wins: `--username`
-with `--password-stdin` (or `OCI_PUSH_PASSWORD`), `--credential-helper` (a Bazel
-credential helper), `OCI_PUSH_USERNAME`/`OCI_PUSH_PASSWORD`, Docker's
-`config.json` (`auths`, `credHelpers`, `credsStore`), Podman's `auth.json`. So
-`docker login` or `podman login` beforehand works. A refusal ends the push with
-exit code 2.
+with `--password-stdin` (or `OCI_PUSH_PASSWORD`), then
+`OCI_PUSH_USERNAME`/`OCI_PUSH_PASSWORD`, `--credential-helper` (a Bazel
+credential helper), Docker's `config.json` (`credHelpers`, `credsStore`,
+`auths`), Podman's `auth.json`, else anonymous. So `docker login` or
+`podman login` beforehand works. A refusal ends the push with exit code 2.
 
 Behavior
 ========
@@ -70,10 +70,11 @@ outputs one directory holding `oci-layout`, `index.json` and `blobs/`.""",
     "repository": attr.string(
         doc = """The repository to push to: `host[:port]/path`, without tag or digest.
 
-For example `ghcr.io/acme/app` or `localhost:5000/app` (registries on
-`localhost` and `127.0.0.0/8` get plain HTTP when they do not speak HTTPS).
-Exactly one of
-`repository` and `repository_file` is required; `--repository` at run time
+For example `ghcr.io/acme/app` or `localhost:5000/app`. Registries on
+`localhost`, `127.0.0.0/8` and `[::1]` are asked over plain HTTP first (no
+credentials) and get HTTPS when they answer like a TLS server; every other
+registry gets HTTPS (`--plain-http` at run time forces plain HTTP). Exactly one
+of `repository` and `repository_file` is required; `--repository` at run time
 overrides either.""",
     ),
     "repository_file": attr.label(
@@ -99,7 +100,9 @@ Each is `host[:port]/path`, like `repository`. Before uploading a blob the
 registry does not have, the pusher asks it to link the blob from these
 repositories (a cross-repository mount), which sends no bytes; a blob that
 none of them has is uploaded as usual. Useful when images share a base that is
-already in the registry. `--mount-from` at run time adds more.""",
+already in the registry. `--mount-from` at run time adds more. The layout's
+`org.opencontainers.image.base.name` annotations that name the same registry
+are tried too, after these.""",
     ),
     "_template": attr.label(
         default = Label("//rules/private:push.sh.tpl"),
@@ -248,17 +251,10 @@ def _oci_push_impl(ctx):
         OutputGroupInfo(_validation = depset([verified]), digest = depset([verified])),
     ]
 
-oci_push_lib = struct(
+oci_push = rule(
     doc = _DOC,
     implementation = _oci_push_impl,
     attrs = _ATTRS,
     toolchains = [config_common.toolchain_type(_TOOLCHAIN_TYPE, mandatory = True)],
-)
-
-oci_push = rule(
-    doc = oci_push_lib.doc,
-    implementation = oci_push_lib.implementation,
-    attrs = oci_push_lib.attrs,
-    toolchains = oci_push_lib.toolchains,
     executable = True,
 )

@@ -94,6 +94,23 @@ cross_platform_test = analysistest.make(
     },
 )
 
+def _mount_from_test_impl(ctx):
+    # mount_from becomes --mount-from flags of the run-script, in order and shell-quoted; the
+    # build-time check (offline) gets none.
+    env = analysistest.begin(ctx)
+    actions = analysistest.target_actions(env)
+    expand = [a for a in actions if a.mnemonic == "TemplateExpand"]
+    asserts.equals(env, 1, len(expand))
+    asserts.equals(env, ctx.attr.want_mount_args, expand[0].substitutions["{{mount_args}}"])
+    verify = [a for a in actions if a.mnemonic == "OciPushVerify"]
+    asserts.false(env, "--mount-from" in verify[0].argv, "verify argv: %s" % verify[0].argv)
+    return analysistest.end(env)
+
+mount_from_test = analysistest.make(
+    _mount_from_test_impl,
+    attrs = {"want_mount_args": attr.string(mandatory = True)},
+)
+
 def _list_tags_test_impl(ctx):
     # The macro wrote the list to <name>.tags.txt and passed it as image_tags.
     env = analysistest.begin(ctx)
@@ -131,6 +148,13 @@ def push_test_suite(name):
     push("with_repository_file", image = ":layout", repository_file = "repository.txt")
     oci_push(name = "list_tags", image = ":layout", repository = "r.example.com/a", image_tags = ["a", "b"], tags = manual)
     oci_push(name = "remote_tags_alias", image = ":layout", repository = "r.example.com/a", remote_tags = ["a"], tags = manual)
+    oci_push(
+        name = "with_mount_from",
+        image = ":layout",
+        repository = "r.example.com/a",
+        mount_from = ["r.example.com/base", "r.example.com/it's"],
+        tags = manual,
+    )
 
     tests = {
         "both_repository": both_repository_test,
@@ -148,4 +172,15 @@ def push_test_suite(name):
     for target, test in tests.items():
         test(name = target + "_test", target_under_test = ":" + target)
     cross_platform_test(name = "cross_platform_test", target_under_test = ":push")
-    native.test_suite(name = name, tests = [":%s_test" % t for t in tests] + [":cross_platform_test"])
+    mount_from_test(
+        name = "mount_from_test",
+        target_under_test = ":with_mount_from",
+        want_mount_args = "args+=(--mount-from 'r.example.com/base')\nargs+=(--mount-from 'r.example.com/it'\\''s')",
+    )
+    mount_from_test(
+        name = "no_mount_from_test",
+        target_under_test = ":push",
+        want_mount_args = "# (no mount_from)",
+    )
+    extra = [":cross_platform_test", ":mount_from_test", ":no_mount_from_test"]
+    native.test_suite(name = name, tests = [":%s_test" % t for t in tests] + extra)

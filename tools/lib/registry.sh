@@ -1,7 +1,10 @@
 # Sourced by the project's scripts: start_registry DIR starts the CNCF distribution registry
 # (Debian's docker-registry) on a free 127.0.0.1 port with its config, log and storage in DIR,
-# and sets REGISTRY (host:port) and registry_pid. The caller stops it (kill "$registry_pid").
+# and sets REGISTRY (host:port) and registry_pid; stop_registry (in the caller's EXIT trap)
+# stops it.
 # (No REGISTRY_* variables here: docker-registry reads those as overrides of its config.)
+
+registry_pid=""
 
 start_registry() {
   local dir=$1 try port storage=$1/storage
@@ -39,4 +42,15 @@ EOT
   echo "could not start docker-registry:" >&2
   cat "$dir/registry.log" >&2
   return 1
+}
+
+# stop_registry: stops the registry start_registry started, if any, and waits for it to exit (so
+# that its directory can be removed). Always succeeds: it runs in EXIT traps, under set -e too.
+stop_registry() {
+  if [ -n "${registry_pid:-}" ]; then
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+    registry_pid=""
+  fi
+  return 0
 }

@@ -7,42 +7,31 @@
 #
 #   tools/release/test.sh
 #
-# Needs cargo, git, file, ldd, python3. Prints one line per check and "N passed, M failed";
-# exits non-zero if any check failed. Prints the binary's size and start-up time.
+# Needs cargo, ldd (the C library's), and git, file, python3 (tools/setup.sh installs those).
+# Prints one line per check and "N passed, M failed"; exits non-zero if any check failed.
+# Prints the binary's size and start-up time.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 release="$root/tools/release.sh"
-version="$(sed -n '/^module(/,/^)/s/^ *version = "\(.*\)",$/\1/p' "$root/MODULE.bazel")"
+# shellcheck source=../lib/version.sh
+source "$root/tools/lib/version.sh"
+version="$(module_version "$root/MODULE.bazel")"
 artifact="oci-push-$version-linux-amd64"
 work="$root/.tmp/release-test"
 dist="$work/dist"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-# `file` tells a static binary; install it if we may (tools/setup.sh does not).
-if ! command -v file >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends file >/dev/null ||
-    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends file >/dev/null; }
-fi
-for tool in cargo git file ldd python3; do
-  command -v "$tool" >/dev/null || { echo "release test: $tool not found (see the header of $0)" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "release test: cargo not found (install Rust, e.g. with rustup)" >&2; exit 1; }
+command -v ldd >/dev/null || { echo "release test: ldd not found (it comes with the C library: libc-bin)" >&2; exit 1; }
+# `file` tells a static binary; python3 reads the generated tables and .bcr/*.json.
+for tool in git file python3; do
+  command -v "$tool" >/dev/null || { echo "release test: $tool not found (run tools/setup.sh)" >&2; exit 1; }
 done
 
 # shellcheck source=../lib/checks.sh
 source "$root/tools/lib/checks.sh"
-# fails_with NAME PATTERN COMMAND...: COMMAND fails, and its output matches (extended regex) PATTERN.
-fails_with() {
-  local name=$1 pattern=$2
-  shift 2
-  if "$@" >"$tmp/check.out" 2>&1; then
-    not_ok "$name" "it succeeded: $(cat "$tmp/check.out")"
-  elif ! grep -Eq -- "$pattern" "$tmp/check.out"; then
-    not_ok "$name" "no match for /$pattern/ in: $(cat "$tmp/check.out")"
-  else
-    ok "$name"
-  fi
-}
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # table_is FILE VERSION BASE PLATFORM...: FILE (a generated versions.bzl, read as Python with
@@ -72,12 +61,12 @@ EOF
 check "tools/release.sh check $version: Cargo.toml, MODULE.bazel, snippets, CHANGELOG, checkout table agree" \
   bash "$release" check "$version"
 fails_with "check 9.9.9 names every file that disagrees" \
-  'Cargo.toml.*'"$version"'.*MODULE.bazel.*'"$version"'.*examples/MODULE.bazel.*README.md.*CHANGELOG.md has no' \
+  'Cargo.toml.*'"$version"'.*MODULE.bazel.*'"$version"'.*examples/MODULE.bazel.*README.md.*CHANGELOG.md has no' -- \
   bash -c "bash '$release' check 9.9.9 2>&1 | tr '\n' ' '; exit \${PIPESTATUS[0]}"
-fails_with "check 1.0 refuses a version that is not semantic" 'not semantic' bash "$release" check 1.0
+fails_with "check 1.0 refuses a version that is not semantic" 'not semantic' -- bash "$release" check 1.0
 check "the release notes are CHANGELOG.md's section for $version" \
   bash -c "bash '$release' notes '$version' | grep -q '^### Added'"
-fails_with "no release notes for a version CHANGELOG.md lacks" "no text under '## \[0\.0\.99\]'" \
+fails_with "no release notes for a version CHANGELOG.md lacks" "no text under '## \[0\.0\.99\]'" -- \
   bash "$release" notes 0.0.99
 
 # --- the linux_amd64 release, with a file:// table -------------------------------------------
@@ -145,15 +134,15 @@ check "versions.bzl: five platforms at github.com/acme/rules_oci_push/releases/d
   table_is "$five/versions.bzl" "$version" "https://github.com/acme/rules_oci_push/releases/download/v$version" \
   linux_amd64 linux_arm64 macos_amd64 macos_arm64 windows_amd64
 rm "$five/oci-push-$version-macos-arm64"
-fails_with "table --require-all names a missing platform" 'no binary in .* for: macos_arm64' \
+fails_with "table --require-all names a missing platform" 'no binary in .* for: macos_arm64' -- \
   env GITHUB_REPOSITORY=acme/rules_oci_push bash "$release" table --require-all "$version" "$five"
 echo "corrupted in transfer" >"$five/oci-push-$version-linux-amd64"
 echo "$(printf '0%.0s' $(seq 64))  oci-push-$version-linux-amd64" >"$five/oci-push-$version-linux-amd64.sha256"
-fails_with "table refuses a binary that does not match its .sha256" "oci-push-$version-linux-amd64 does not match" \
+fails_with "table refuses a binary that does not match its .sha256" "oci-push-$version-linux-amd64 does not match" -- \
   env GITHUB_REPOSITORY=acme/rules_oci_push bash "$release" table "$version" "$five"
 if grep -q '"github:OWNER/' "$root/.bcr/metadata.template.json"; then
   fails_with "without a base URL, GITHUB_REPOSITORY or a filled-in .bcr/metadata.template.json: a clear error" \
-    'set GITHUB_REPOSITORY=owner/name, fill in .bcr/metadata.template.json, or pass --base-url' \
+    'set GITHUB_REPOSITORY=owner/name, fill in .bcr/metadata.template.json, or pass --base-url' -- \
     env -u GITHUB_REPOSITORY -u RELEASE_BASE_URL bash "$release" table "$version" "$dist"
 fi
 
