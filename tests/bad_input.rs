@@ -6,13 +6,13 @@ use common::*;
 use std::path::Path;
 
 /// Pushes `layout` with the tag `latest` to a fresh registry and checks that it failed with
-/// `code` and an error line containing `message`, and that the registry received no manifest
-/// and no tag.
-fn refused(layout: &Path, code: i32, message: &str) -> Run {
-    refused_with(layout, &["-t", "latest"], code, message)
+/// `code` and an error line containing `message`, and, read back from the registry, that the
+/// repository has no tag and none of `tops` (the top manifests the test knows) is there.
+fn refused(layout: &Path, tops: &[&str], code: i32, message: &str) -> Run {
+    refused_with(layout, tops, &["-t", "latest"], code, message)
 }
 
-fn refused_with(layout: &Path, extra: &[&str], code: i32, message: &str) -> Run {
+fn refused_with(layout: &Path, tops: &[&str], extra: &[&str], code: i32, message: &str) -> Run {
     let registry = Registry::start();
     let repo = registry.repo("app");
     let mut args = vec!["--layout", layout.to_str().unwrap(), "-r", repo.as_str()];
@@ -32,12 +32,14 @@ fn refused_with(layout: &Path, extra: &[&str], code: i32, message: &str) -> Run 
         1
     );
     assert!(run.stdout.is_empty(), "stdout: {}", run.stdout);
-    assert!(registry.tags("app").is_empty(), "a tag was written");
     assert!(
-        !run.stderr.contains("manifest pushed"),
+        !run.stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("manifest")),
         "a manifest was written:\n{}",
         run.stderr
     );
+    registry.assert_nothing_tagged("app", tops);
     run
 }
 
@@ -81,11 +83,13 @@ fn repository_with_tag_or_digest() {
 
 #[test]
 fn invalid_tag_in_the_tags_file() {
-    let (_, layout) = good_image();
+    let (image, layout) = good_image();
+    let top: &[&str] = &[&image.manifest.digest];
     let work = tempfile::TempDir::new().unwrap();
     let tags = write_file(work.path(), "tags", b"good\nbad:tag\n");
     let run = refused_with(
         layout.path(),
+        top,
         &["--tags-file", tags.to_str().unwrap()],
         4,
         "",
@@ -98,7 +102,7 @@ fn invalid_tag_in_the_tags_file() {
         )
     );
     let long = "a".repeat(129);
-    let run = refused_with(layout.path(), &["-t", "ok", "-t", &long], 4, "");
+    let run = refused_with(layout.path(), top, &["-t", "ok", "-t", &long], 4, "");
     assert_eq!(
         run.error(),
         format!("invalid tag '{long}': it is 129 characters long; tags have at most 128")
@@ -117,13 +121,14 @@ fn usage_errors_exit_1() {
 
 #[test]
 fn missing_oci_layout_and_index() {
-    let (_, layout) = good_image();
+    let (image, layout) = good_image();
+    let top: &[&str] = &[&image.manifest.digest];
     std::fs::remove_file(layout.path().join("oci-layout")).unwrap();
-    refused(layout.path(), 4, "is not an OCI image layout");
+    refused(layout.path(), top, 4, "is not an OCI image layout");
 
     let (_, layout) = good_image();
     std::fs::remove_file(layout.path().join("index.json")).unwrap();
-    refused(layout.path(), 4, "cannot read");
+    refused(layout.path(), top, 4, "cannot read");
 
     let (_, layout) = good_image();
     std::fs::write(
@@ -133,11 +138,17 @@ fn missing_oci_layout_and_index() {
     .unwrap();
     refused(
         layout.path(),
+        top,
         4,
         "has imageLayoutVersion 2.0.0; oci-push reads version 1.0.0",
     );
 
-    refused(Path::new("/nonexistent/layout"), 4, "no such directory");
+    refused(
+        Path::new("/nonexistent/layout"),
+        &[],
+        4,
+        "no such directory",
+    );
 }
 
 #[test]
@@ -147,10 +158,11 @@ fn index_json_with_zero_or_two_manifests() {
     let mut blobs = a.blobs();
     blobs.extend(b.blobs());
     blobs.extend([&a.manifest, &b.manifest]);
+    let manifests: &[&str] = &[&a.manifest.digest, &b.manifest.digest];
     let none = write_layout(&[], &blobs);
-    refused(none.path(), 4, "lists no manifest");
+    refused(none.path(), manifests, 4, "lists no manifest");
     let two = write_layout(&[&a.manifest, &b.manifest], &blobs);
-    let run = refused(two.path(), 4, "lists 2 manifests");
+    let run = refused(two.path(), manifests, 4, "lists 2 manifests");
     assert!(run.error().contains(&a.manifest.digest) && run.error().contains(&b.manifest.digest));
 }
 
@@ -159,7 +171,7 @@ fn missing_blob() {
     let (image, layout) = good_image();
     let path = blob_path(layout.path(), &image.layers[0]);
     std::fs::remove_file(&path).unwrap();
-    let run = refused(layout.path(), 4, "is missing");
+    let run = refused(layout.path(), &[&image.manifest.digest], 4, "is missing");
     assert_eq!(
         run.error(),
         format!(
@@ -177,6 +189,7 @@ fn blob_of_the_wrong_size() {
     std::fs::write(&path, b"short").unwrap();
     refused(
         layout.path(),
+        &[&image.manifest.digest],
         4,
         &format!(
             "blob {} has the wrong size: {} is 5 bytes, its descriptor says 2048",
@@ -194,7 +207,7 @@ fn corrupt_blob_is_refused_and_nothing_is_tagged() {
     let mut bytes = layer.bytes.clone();
     bytes[0] ^= 1;
     std::fs::write(&path, bytes).unwrap();
-    let run = refused(layout.path(), 4, "");
+    let run = refused(layout.path(), &[&image.manifest.digest], 4, "");
     assert_eq!(
         run.error(),
         format!(
@@ -212,9 +225,11 @@ fn corrupt_manifest_is_found_before_any_request() {
     let mut bytes = image.manifest.bytes.clone();
     let last = bytes.len() - 2;
     bytes[last] = b' ';
+    let corrupt = sha256(&bytes);
     std::fs::write(&path, bytes).unwrap();
     refused(
         layout.path(),
+        &[&image.manifest.digest, &corrupt],
         4,
         &format!(
             "blob {} is corrupt: {} hashes to",
@@ -231,7 +246,12 @@ fn malformed_manifest_json() {
         b"{\"schemaVersion\": 2, \"layers\": 7}".to_vec(),
     );
     let layout = write_layout(&[&garbage], &[&garbage]);
-    refused(layout.path(), 4, &format!("manifest {} (", garbage.digest));
+    refused(
+        layout.path(),
+        &[&garbage.digest],
+        4,
+        &format!("manifest {} (", garbage.digest),
+    );
 }
 
 /// A push of `layout` to `127.0.0.1:PORT/app` that does not retry.
@@ -277,11 +297,7 @@ fn unreachable_registry_exits_3() {
 fn a_web_server_instead_of_a_registry_is_named_as_such() {
     let (_, layout) = good_image();
     let server = servers::Server::start(servers::bind_loopback(), |mut stream| {
-        let Ok(clone) = stream.try_clone() else {
-            return;
-        };
-        let mut reader = std::io::BufReader::new(clone);
-        if let Ok(Some(_)) = servers::read_request(&mut reader) {
+        if servers::accept(&mut stream, true).is_some() {
             let page = b"<html><body>Not Found</body></html>";
             let _ = servers::respond(&mut stream, 404, &[("Content-Type", "text/html")], page);
         }

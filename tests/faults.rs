@@ -45,17 +45,6 @@ fn assert_pushed(registry: &Registry, path: &str, image: &Image, tags: &[&str]) 
     }
 }
 
-/// No tag in the repository, and no manifest under the image's digest.
-fn assert_nothing_tagged(registry: &Registry, path: &str, image: &Image) {
-    assert!(
-        registry.tags(path).is_empty(),
-        "tags were written: {:?}",
-        registry.tags(path)
-    );
-    let head = registry.head(&format!("/v2/{path}/manifests/{}", image.manifest.digest));
-    assert_eq!(head.status, 404, "the manifest of a failed push is there");
-}
-
 /// Success, with the image's digest as the last line.
 fn assert_ok(run: &Run, proxy: &FaultProxy, repo: &str, image: &Image) {
     assert_eq!(
@@ -444,7 +433,7 @@ fn persistent_503_exhausts_the_retries_with_exit_5_and_nothing_tagged() {
     let repo = proxy.repo("app");
     let (run, took) = run_bounded(args(&layout, &repo, &["--retries", "2", "-t", "v1"]), LIMIT);
     assert_failed(&run, &proxy, 5, &["503", &image.manifest.digest]);
-    assert_nothing_tagged(&registry, "app", &image);
+    registry.assert_nothing_tagged("app", &[&image.manifest.digest]);
     let lines = assert_retries(&run, 2, 3);
     let ks: Vec<u32> = lines
         .iter()
@@ -481,7 +470,7 @@ fn retries_zero_means_one_attempt() {
     assert_failed(&run, &proxy, 5, &["500"]);
     assert_retries(&run, 0, 1);
     assert_eq!(proxy.count("PUT", "/manifests/"), 1);
-    assert_nothing_tagged(&registry, "app", &image);
+    registry.assert_nothing_tagged("app", &[&image.manifest.digest]);
 }
 
 #[test]
@@ -578,7 +567,7 @@ fn credentials_refused_fail_at_once_with_exit_2() {
     let heads = proxy.count("HEAD", "/blobs/");
     assert!((1..=2).contains(&heads), "{}", proxy.describe());
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    assert_nothing_tagged(&registry, "app", &image);
+    registry.assert_nothing_tagged("app", &[&image.manifest.digest]);
 
     // 403 on the manifest: no retry at all.
     let proxy = FaultProxy::start(
@@ -589,7 +578,7 @@ fn credentials_refused_fail_at_once_with_exit_2() {
     assert_failed(&run, &proxy, 2, &["403"]);
     assert_retries(&run, 0, 5);
     assert_eq!(proxy.count("PUT", "/manifests/"), 1, "{}", proxy.describe());
-    assert_nothing_tagged(&registry, "denied", &image);
+    registry.assert_nothing_tagged("denied", &[&image.manifest.digest]);
 }
 
 #[test]
@@ -611,7 +600,7 @@ fn other_client_errors_fail_at_once() {
     assert_failed(&run, &proxy, 5, &["400", "MANIFEST_INVALID"]);
     assert_retries(&run, 0, 5);
     assert_eq!(proxy.count("PUT", "/manifests/"), 1);
-    assert_nothing_tagged(&registry, "invalid", &image);
+    registry.assert_nothing_tagged("invalid", &[&image.manifest.digest]);
 
     let unknown =
         r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#;
@@ -630,7 +619,7 @@ fn other_client_errors_fail_at_once() {
     assert_failed(&run, &proxy, 5, &["404", "NAME_UNKNOWN"]);
     assert_retries(&run, 0, 5);
     assert_eq!(proxy.count("POST", "/blobs/uploads/"), 1);
-    assert_nothing_tagged(&registry, "unknown", &image);
+    registry.assert_nothing_tagged("unknown", &[&image.manifest.digest]);
 
     // The registry says the bytes do not match the digest: the layout is corrupt (exit 4).
     let digest_invalid = r#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]}"#;
@@ -649,7 +638,7 @@ fn other_client_errors_fail_at_once() {
     assert_failed(&run, &proxy, 4, &["is corrupt"]);
     assert_retries(&run, 0, 5);
     assert_eq!(proxy.count("PUT", "/blobs/uploads/"), 1);
-    assert_nothing_tagged(&registry, "corrupt", &image);
+    registry.assert_nothing_tagged("corrupt", &[&image.manifest.digest]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -899,7 +888,7 @@ fn connection_failures_exhaust_the_retries_with_exit_3() {
     assert_failed(&run, &proxy, 3, &[&image.manifest.digest]);
     assert_retries(&run, 1, 2);
     assert_eq!(proxy.count("PUT", "/manifests/"), 2);
-    assert_nothing_tagged(&registry, "app", &image);
+    registry.assert_nothing_tagged("app", &[&image.manifest.digest]);
 }
 
 /// Pushes a small image once per request of a push, the fault on that request: each push
@@ -922,6 +911,7 @@ fn survives_a_fault_on_each_request(fault: Fault, name: &str, seed: u64) {
     };
     let clean = push("clean");
     assert_ok(&clean, &proxy, &proxy.repo("clean"), &image);
+    assert_pushed(&registry, "clean", &image, &["v1"]);
     let total = proxy.requests().len();
     assert!(total >= 8, "a push makes {total} requests");
     for n in 1..=total {
@@ -995,7 +985,7 @@ fn stalled_answer_is_cut_by_the_timeout_with_exit_6() {
         "a 2 s push took {took:?}"
     );
     assert!(proxy.count("PUT", "/manifests/") >= 1);
-    assert_nothing_tagged(&registry, "app", &image);
+    registry.assert_nothing_tagged("app", &[&image.manifest.digest]);
 }
 
 #[test]
@@ -1040,6 +1030,7 @@ fn timeout_retries_and_chunk_size_flags() {
         let repo = proxy.repo(&path);
         let (run, _) = run_bounded(args(&layout, &repo, &["--timeout", timeout]), LIMIT);
         assert_ok(&run, &proxy, &repo, &image);
+        assert_pushed(&registry, &path, &image, &[]);
     }
     for (i, (chunk, bytes)) in [
         ("512KiB", 512 * 1024),
@@ -1146,7 +1137,7 @@ fn killed_mid_upload_then_a_rerun_completes_and_skips_what_is_there() {
         "no manifest before every blob:\n{}",
         killed.stderr
     );
-    assert_nothing_tagged(&registry, "app", &image);
+    registry.assert_nothing_tagged("app", &[&image.manifest.digest]);
     let big_there = registry.head(&format!("/v2/app/blobs/{}", big.digest));
     assert_eq!(big_there.status, 404, "half a layer is not a layer");
 
@@ -1220,7 +1211,7 @@ fn registry_stopped_mid_push_and_restarted() {
         }
         3 => {
             assert_eq!(run.error_count(), 1, "{}", run.stderr);
-            assert_nothing_tagged(&registry, "app", &image);
+            registry.assert_nothing_tagged("app", &[&image.manifest.digest]);
             let (again, _) = run_bounded(&push_args, LIMIT);
             assert_ok(&again, &proxy, &repo, &image);
             assert_pushed(&registry, "app", &image, &["v1"]);

@@ -6,10 +6,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-fn layout_arg(dir: &tempfile::TempDir) -> String {
-    dir.path().display().to_string()
-}
-
 /// Stderr with the times (which vary) taken out: `... in 12 ms` and `time:   0.3 s`.
 fn without_times(stderr: &str) -> Vec<String> {
     stderr
@@ -73,6 +69,12 @@ fn plain_progress_lines_in_order() {
     );
     assert!(!run.stderr.contains('\r'), "no carriage returns in a log");
     assert_eq!(run.stdout, format!("{repo}@{}\n", image.manifest.digest));
+    // What the lines say, read back from the registry.
+    assert_eq!(registry.tags("lines"), ["v1", "v2"]);
+    registry.assert_manifest("lines", &image.manifest.digest, &image.manifest);
+    for blob in image.blobs() {
+        registry.assert_blob("lines", blob);
+    }
 
     // Again: the registry has it all; one tag is new.
     let again = oci_push([
@@ -106,6 +108,10 @@ fn plain_progress_lines_in_order() {
         "stderr:\n{}",
         again.stderr
     );
+    assert_eq!(registry.tags("lines"), ["v1", "v2", "v3"]);
+    for tag in ["v1", "v2", "v3"] {
+        registry.assert_manifest("lines", tag, &image.manifest);
+    }
 }
 
 #[test]
@@ -430,6 +436,19 @@ fn dry_run_writes_nothing_and_says_what_would_happen() {
         blobs.iter().all(|b| b["outcome"] == "uploaded"),
         "{blobs:?}"
     );
+    // Every blob of the image is in the report, once, and the bytes add up to the image's.
+    assert_eq!(blobs.len(), app.blobs().len(), "{blobs:?}");
+    let mut reported: Vec<&str> = blobs
+        .iter()
+        .map(|b| b["digest"].as_str().unwrap())
+        .collect();
+    reported.sort_unstable();
+    let mut expected: Vec<&str> = app.blobs().iter().map(|b| b.digest.as_str()).collect();
+    expected.sort_unstable();
+    assert_eq!(reported, expected);
+    let image_bytes: u64 = app.blobs().iter().map(|b| b.bytes.len() as u64).sum();
+    assert_eq!(result["bytes"]["total"].as_u64(), Some(image_bytes));
+    assert_eq!(result["bytes"]["sent"].as_u64(), Some(image_bytes));
     assert_eq!(registry.catalog(), catalog_before);
 }
 

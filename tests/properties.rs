@@ -666,9 +666,17 @@ proptest! {
         prop_assert_eq!(run.error_count(), 1, "{:?}: {}", header, run.stderr);
         prop_assert!(run.stderr.lines().all(|l| !l.is_empty()), "{}", run.stderr);
         prop_assert!(took < Duration::from_secs(10), "{:?}", took);
-        for seen in stub.requests() {
-            // Nothing but the stub was asked: the realm cannot point elsewhere.
+        // Nothing but what the stub serves was asked: the registry API, and the token URL that
+        // the challenge's realm names. A realm misread into another path (a piece of another
+        // parameter, the challenge's rest) would show here.
+        let requests = stub.requests();
+        prop_assert!(!requests.is_empty(), "{:?}: no request reached the stub", header);
+        for seen in &requests {
             prop_assert!(seen.header("host") == Some(stub.host().as_str()), "{:?}", seen);
+            prop_assert!(
+                seen.path().starts_with("/v2/") || seen.path() == "/token",
+                "{:?}: a request to {:?}:\n{}", header, seen.target, stub.describe()
+            );
         }
     }
 }

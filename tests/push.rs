@@ -4,10 +4,6 @@ mod common;
 
 use common::*;
 
-fn layout_arg(dir: &tempfile::TempDir) -> String {
-    dir.path().display().to_string()
-}
-
 #[test]
 fn image_is_pushed_by_digest_then_tagged_in_order() {
     let registry = Registry::start();

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
 use super::http::{
-    framing, header, invalid, is_hop_by_hop, read_body, read_head, read_headers, read_line,
+    framing, header, invalid, is_hop_by_hop, read_body, read_head, read_headers, read_line, reason,
     Framing, Head, MAX_BODY, MAX_HEAD,
 };
 use super::{Registry, Run};
@@ -289,10 +289,7 @@ impl ProxiedRequest {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 
     /// Whether `method` (`*`: any) and a target containing `path` select this request.
@@ -868,30 +865,6 @@ fn error_code(status: u16) -> &'static str {
     }
 }
 
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        416 => "Range Not Satisfiable",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
-    }
-}
-
 fn no_body(method: &str, status: u16) -> bool {
     method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 || status < 200
 }
@@ -1116,19 +1089,6 @@ where
 }
 
 impl Running {
-    pub fn stderr_so_far(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether it has exited.
-    pub fn finished(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
     /// SIGKILL, then what it had printed (exit code -1: killed by a signal).
     pub fn kill(mut self) -> Run {
         let _ = self.child.kill();

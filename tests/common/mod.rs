@@ -373,6 +373,24 @@ impl Registry {
         );
     }
 
+    /// Asserts that a failed or refused push left nothing behind to pull: the repository at
+    /// `repo_path` has no tag, and no manifest answers under any of `digests` (the top
+    /// manifests the test knows; none when it knows none).
+    pub fn assert_nothing_tagged(&self, repo_path: &str, digests: &[&str]) {
+        let tags = self.tags(repo_path);
+        assert!(
+            tags.is_empty(),
+            "tags were written to {repo_path}: {tags:?}"
+        );
+        for digest in digests {
+            let head = self.head(&format!("/v2/{repo_path}/manifests/{digest}"));
+            assert_eq!(
+                head.status, 404,
+                "the manifest {digest} of a failed push is in {repo_path}"
+            );
+        }
+    }
+
     /// Asserts that the registry holds `blob` byte for byte.
     pub fn assert_blob(&self, repo_path: &str, blob: &Blob) {
         let answer = self.get(&format!("/v2/{repo_path}/blobs/{}", blob.digest), "*/*");
@@ -635,6 +653,11 @@ pub fn write_layout_in(dir: &Path, top: &[&Blob], blobs: &[&Blob]) {
 pub fn blob_path(dir: &Path, blob: &Blob) -> PathBuf {
     dir.join("blobs/sha256")
         .join(blob.digest.trim_start_matches("sha256:"))
+}
+
+/// A layout directory as the `--layout` argument.
+pub fn layout_arg(dir: &TempDir) -> String {
+    dir.path().display().to_string()
 }
 
 pub fn image_layout(image: &Image) -> TempDir {

@@ -120,6 +120,28 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Http
     Ok(Some(request))
 }
 
+/// Reads one request from a test server's connection: its head, and with `whole` its body
+/// too. `None` when the peer closed without a word, or sent something that is not an HTTP/1.x
+/// request (a TLS ClientHello, ...), which is answered `400` at once so that the client fails
+/// fast. Returns the request and the reader, whose buffer holds whatever the client sent after
+/// what was read (a tunnel's first bytes).
+pub fn accept(stream: &mut TcpStream, whole: bool) -> Option<(HttpRequest, BufReader<TcpStream>)> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let read = if whole {
+        read_request(&mut reader)
+    } else {
+        read_head(&mut reader)
+    };
+    match read {
+        Ok(Some(request)) => Some((request, reader)),
+        Ok(None) => None,
+        Err(_) => {
+            let _ = respond(stream, 400, &[], b"not an HTTP/1.x request\n");
+            None
+        }
+    }
+}
+
 /// Writes a complete response and asks the client to close the connection.
 pub fn respond(
     stream: &mut TcpStream,
@@ -127,17 +149,7 @@ pub fn respond(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        502 => "Bad Gateway",
-        _ => "Status",
-    };
-    let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", http::reason(status));
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -316,16 +328,6 @@ impl ConnectProxy {
             .filter(|u| u.authority().eq_ignore_ascii_case(authority))
             .count()
     }
-
-    pub fn connects(&self) -> Vec<String> {
-        self.uses()
-            .iter()
-            .filter_map(|u| match u {
-                ProxyUse::Connect(a) => Some(a.clone()),
-                ProxyUse::Forward(_) => None,
-            })
-            .collect()
-    }
 }
 
 fn resolve_loopback(authority: &str, aliases: &[(String, IpAddr)]) -> Option<SocketAddr> {
@@ -347,17 +349,8 @@ fn proxy_connection(
     aliases: &[(String, IpAddr)],
     log: &Mutex<Vec<ProxyUse>>,
 ) {
-    let Ok(read_half) = stream.try_clone() else {
+    let Some((request, reader)) = accept(&mut stream, false) else {
         return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let request = match read_head(&mut reader) {
-        Ok(Some(r)) => r,
-        Ok(None) => return,
-        Err(_) => {
-            let _ = respond(&mut stream, 400, &[], b"not an HTTP request\n");
-            return;
-        }
     };
     let (authority, connect) = if request.method.eq_ignore_ascii_case("CONNECT") {
         (request.target.clone(), true)
@@ -532,17 +525,8 @@ fn forward_connection(
     admin: &AdminAuth,
     seen: &Mutex<Vec<Seen>>,
 ) {
-    let Ok(read_half) = stream.try_clone() else {
+    let Some((request, _)) = accept(&mut stream, true) else {
         return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let request = match read_request(&mut reader) {
-        Ok(Some(r)) => r,
-        Ok(None) => return,
-        Err(_) => {
-            let _ = respond(&mut stream, 400, &[], b"bad request\n");
-            return;
-        }
     };
     let replace: Vec<(&str, Option<String>)> = match side {
         // The client's own credentials go to the registry unchanged.

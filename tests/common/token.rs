@@ -9,13 +9,12 @@
 //! A [`Policy`] decides what each caller gets (the requested actions it is allowed, per scope);
 //! every request is recorded (never with its secrets) for the tests' assertions.
 
-use std::io::BufReader;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::keys::{b64_decode, rfc3339, unix_now, TokenConfig, TokenKeys};
-use super::servers::{bind_loopback, parse_form, read_request, respond, HttpRequest, Server};
+use super::servers::{accept, bind_loopback, parse_form, respond, HttpRequest, Server};
 
 pub const SERVICE: &str = "test-registry";
 pub const ISSUER: &str = "test-issuer";
@@ -139,10 +138,6 @@ impl TokenServer {
         self.state.config.realm.clone()
     }
 
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.state.requests.lock().unwrap().clone()
     }
@@ -198,17 +193,8 @@ fn json_response(
 }
 
 fn handle(mut stream: TcpStream, state: &State) {
-    let Ok(read_half) = stream.try_clone() else {
+    let Some((request, _)) = accept(&mut stream, true) else {
         return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let request = match read_request(&mut reader) {
-        Ok(Some(r)) => r,
-        Ok(None) => return,
-        Err(_) => {
-            let _ = respond(&mut stream, 400, &[], b"bad request\n");
-            return;
-        }
     };
     let mut record = TokenRequest {
         method: request.method.clone(),
