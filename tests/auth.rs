@@ -1140,6 +1140,30 @@ fn precedence_credential_helper_beats_docker_config() {
 }
 
 #[test]
+fn precedence_a_credential_helper_without_credentials_passes_on_to_docker_config() {
+    let registry = basic_registry();
+    let (image, layout) = image(34);
+    let repo = registry.repo("prec/app");
+    let sandbox = Sandbox::new();
+    sandbox.home_docker_config(&auths(
+        &registry.host(),
+        auth_entry(ALICE_USER, ALICE_PASSWORD),
+    ));
+    let (helper, log) = sandbox.bazel_credential_helper("helper", &serde_json::json!({}));
+    let run = sandbox.run(
+        &push_args(
+            &layout,
+            &repo,
+            &["--credential-helper", helper.to_str().unwrap()],
+        ),
+        &[],
+        None,
+    );
+    assert_alice_pushed(&run, &registry, &repo, "prec/app", &image);
+    assert_eq!(helper_calls(&log).len(), 1, "the helper was asked first");
+}
+
+#[test]
 fn precedence_docker_config_beats_podman_auth_files() {
     let registry = basic_registry();
     let (image, layout) = image(33);

@@ -474,6 +474,38 @@ fn retries_zero_means_one_attempt() {
 }
 
 #[test]
+fn retries_count_per_request_not_per_layer() {
+    // A POST that keeps failing inside a blob upload: the request's own retries are all it
+    // gets, the upload around it does not start it over again.
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::every("POST", "/blobs/uploads/", Fault::status(503))],
+    );
+    let image = image_of(36, 1000);
+    let layout = image_layout(&image);
+    let (run, _) = run_bounded(
+        args(&layout, &proxy.repo("app"), &["--retries", "2", "-j", "1"]),
+        LIMIT,
+    );
+    assert_failed(&run, &proxy, 5, &["503"]);
+    let lines = assert_retries(&run, 2, 3);
+    let attempts: Vec<u32> = lines
+        .iter()
+        .filter_map(|l| attempt_of(l))
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(attempts, [2, 3], "{}", run.stderr);
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        3,
+        "{}",
+        proxy.describe()
+    );
+    registry.assert_nothing_tagged("app", &[&image.manifest.digest]);
+}
+
+#[test]
 fn retry_after_in_seconds_is_honoured() {
     let registry = Registry::start();
     let proxy = FaultProxy::start(
