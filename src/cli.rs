@@ -267,9 +267,9 @@ impl Args {
             Vec::new()
         };
         let flags = match (self.username, self.password_stdin) {
-            (Some(username), true) => Some((username, read_password_stdin()?)),
+            (Some(username), true) => Some((username, auth::Password::new(read_password_stdin()?))),
             (Some(username), false) => match std::env::var("OCI_PUSH_PASSWORD") {
-                Ok(password) => Some((username, password)),
+                Ok(password) => Some((username, auth::Password::new(password))),
                 Err(_) => {
                     return Err(Error::usage(
                         "--username needs a password: pipe it in with --password-stdin, or set OCI_PUSH_PASSWORD",
@@ -345,11 +345,17 @@ impl Args {
     }
 }
 
+/// A repository file holds one name of at most 255 characters; room for comments and blanks.
+const MAX_REPOSITORY_FILE_BYTES: u64 = 64 * 1024;
+/// Registry passwords and tokens are a few KiB at most (a GAR access token, a JWT).
+const MAX_PASSWORD_BYTES: u64 = 64 * 1024;
+
 /// The password piped in, without the line end `echo` or a heredoc adds.
 fn read_password_stdin() -> Result<String> {
-    let mut password = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)
+    let bytes = crate::files::read_at_most(std::io::stdin().lock(), MAX_PASSWORD_BYTES)
         .map_err(|e| Error::usage(format!("--password-stdin: cannot read stdin: {e}")))?;
+    let password = String::from_utf8(bytes)
+        .map_err(|_| Error::usage("--password-stdin: the password is not UTF-8 text"))?;
     let trimmed = password.strip_suffix('\n').unwrap_or(&password);
     let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
     if trimmed.is_empty() {
@@ -373,9 +379,15 @@ impl Plan {
 }
 
 fn read_repository_file(path: &std::path::Path) -> Result<Repository> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = crate::files::read_bounded(path, MAX_REPOSITORY_FILE_BYTES).map_err(|e| {
         Error::invalid(format!(
             "cannot read repository file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Error::invalid(format!(
+            "repository file {} is not UTF-8 text",
             path.display()
         ))
     })?;

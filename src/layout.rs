@@ -18,6 +18,7 @@ use oci_spec::image::{Descriptor, Digest, DigestAlgorithm, ImageIndex, ImageMani
 use sha2::{Digest as _, Sha256, Sha512};
 
 use crate::error::{Error, Result};
+use crate::files;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -29,6 +30,8 @@ const BASE_NAME_ANNOTATION: &str = "org.opencontainers.image.base.name";
 /// Registries refuse manifests past a few MiB; anything this large is not a manifest.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// Indexes of indexes exist, but not this deep.
+/// `oci-layout` holds one short JSON object.
+const MAX_MARKER_BYTES: u64 = 64 * 1024;
 const MAX_NESTING: usize = 8;
 
 /// A blob (config or layer) to push, streamed from its file.
@@ -282,10 +285,8 @@ fn platform_name(os: String, architecture: String, variant: Option<String>) -> S
 /// The platform an image config names, for reports; a config that does not say is no error.
 fn config_platform(path: &Path) -> Option<String> {
     const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
-    if fs::metadata(path).ok()?.len() > MAX_CONFIG_BYTES {
-        return None;
-    }
-    let config: serde_json::Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+    let bytes = files::read_bounded(path, MAX_CONFIG_BYTES).ok()?;
+    let config: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let text = |key: &str| config.get(key).and_then(|v| v.as_str()).map(str::to_string);
     Some(platform_name(
         text("os")?,
@@ -296,7 +297,7 @@ fn config_platform(path: &Path) -> Option<String> {
 
 fn check_layout_marker(dir: &Path) -> Result<()> {
     let path = dir.join("oci-layout");
-    let bytes = fs::read(&path).map_err(|e| {
+    let bytes = files::read_bounded(&path, MAX_MARKER_BYTES).map_err(|e| {
         let hint = if dir.is_dir() {
             "not an OCI image layout"
         } else if dir.exists() {
@@ -327,7 +328,7 @@ fn check_layout_marker(dir: &Path) -> Result<()> {
 
 fn read_top_descriptor(dir: &Path) -> Result<Descriptor> {
     let path = dir.join("index.json");
-    let bytes = fs::read(&path)
+    let bytes = files::read_bounded(&path, MAX_MANIFEST_BYTES)
         .map_err(|e| Error::invalid(format!("cannot read {} ({e})", path.display())))?;
     let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
         Error::invalid(format!(
@@ -367,7 +368,7 @@ fn check_algorithm(digest: &Digest) -> Result<()> {
 }
 
 fn read_manifest(path: &Path, digest: &str, size: u64) -> Result<Vec<u8>> {
-    let bytes = fs::read(path)
+    let bytes = files::read_bounded(path, size)
         .map_err(|e| Error::invalid(format!("cannot read manifest {}: {e}", path.display())))?;
     // blob_path checked the size already; a file that changed since is a broken build.
     if bytes.len() as u64 != size {

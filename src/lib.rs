@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod files;
 pub mod layout;
 pub mod push;
 pub mod reference;

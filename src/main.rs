@@ -99,7 +99,7 @@ fn connect_and_push(
     layout: &Layout,
     reporter: &report::Reporter,
 ) -> Result<String> {
-    let credential = auth::find(repository, &plan.auth)?;
+    let credential = auth::find(repository, &plan.auth, plan.connection.deadline())?;
     let options = push::Options {
         jobs: plan.jobs,
         mount_from: mount_sources(repository, &plan.mount_from, &layout.base_names),

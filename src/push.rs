@@ -20,7 +20,7 @@ use ureq::http::{Method, StatusCode};
 use crate::error::{Error, Kind, Result};
 use crate::layout::{Blob, Layout, Manifest};
 use crate::reference::Repository;
-use crate::registry::{with_query, Client, FileBody, Payload, Refusal};
+use crate::registry::{redact, with_query, Client, FileBody, Payload, Refusal};
 
 /// What happened to a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -638,7 +638,8 @@ fn location_of(
             Error::new(
                 Kind::Rejected,
                 format!(
-                    "{what}: {method} {url} answered {} without a Location header",
+                    "{what}: {method} {} answered {} without a Location header",
+                    redact(url),
                     response.status()
                 ),
             )

@@ -133,9 +133,15 @@ impl Repository {
     }
 
     /// Registries on the loopback interface speak plain HTTP by default, as docker and crane do.
+    /// Only what cannot name another machine counts: an IP literal in 127.0.0.0/8, `::1`, and
+    /// `localhost` (whose addresses the client still checks). A DNS name such as
+    /// `127.0.0.1.example.com` can resolve anywhere.
     pub fn is_loopback(&self) -> bool {
         let host = self.hostname();
-        host == "localhost" || host == "::1" || host.starts_with("127.")
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 }
 
@@ -250,6 +256,29 @@ fn check_path_component(component: &str) -> std::result::Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_is_an_ip_literal_or_localhost() {
+        for name in [
+            "127.0.0.1:5000/a",
+            "127.1.2.3/a",
+            "[::1]:5000/a",
+            "localhost:5000/a",
+        ] {
+            assert!(Repository::parse(name).unwrap().is_loopback(), "{name}");
+        }
+        for name in [
+            "127.0.0.1.nip.io/a",
+            "127.evil.example/a",
+            "127.0.0.1x:5000/a",
+            "localhost.example.com/a",
+            "ghcr.io/a",
+            "[::2]/a",
+            "10.0.0.1:5000/a",
+        ] {
+            assert!(!Repository::parse(name).unwrap().is_loopback(), "{name}");
+        }
+    }
 
     #[test]
     fn accepts_common_names() {

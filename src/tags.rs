@@ -44,15 +44,7 @@ pub fn check_tag(tag: &str) -> Result<()> {
 /// tolerated. Every tag is checked; the first bad one is the error, with its line number.
 pub fn read_tags_file(path: &Path) -> Result<Vec<String>> {
     let shown = path.display();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::invalid(format!("cannot read tags file {shown}: {e}")))?;
-    if meta.len() > MAX_TAGS_FILE_BYTES {
-        return Err(Error::invalid(format!(
-            "tags file {shown} is {} bytes; a tags file holds one tag a line and is at most 1 MiB",
-            meta.len()
-        )));
-    }
-    let bytes = std::fs::read(path)
+    let bytes = crate::files::read_bounded(path, MAX_TAGS_FILE_BYTES)
         .map_err(|e| Error::invalid(format!("cannot read tags file {shown}: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         Error::invalid(format!(

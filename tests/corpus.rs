@@ -732,7 +732,7 @@ fn tags_files() {
     refused_tags_file(
         &huge,
         &format!(
-            "tags file {} is 1048578 bytes; a tags file holds one tag a line and is at most 1 MiB",
+            "cannot read tags file {}: larger than 1.0 MiB, more than such a file holds",
             huge.display()
         ),
         "huge",

@@ -3,6 +3,7 @@
 //! remote caches and downloads then serves pushes.
 
 use std::path::Path;
+use std::time::Instant;
 
 use super::{decode_base64_text, run_helper, split_user_password, Credential, Secret};
 use crate::error::Result;
@@ -10,11 +11,16 @@ use crate::reference::Repository;
 
 /// The helper's credentials for `repository`, or None when it has none (no answer, or no
 /// headers): the lookup then goes on to the next source.
-pub fn get(helper: &Path, repository: &Repository) -> Result<Option<Credential>> {
+pub fn get(
+    helper: &Path,
+    repository: &Repository,
+    deadline: Instant,
+) -> Result<Option<Credential>> {
     let source = format!("credential helper {}", helper.display());
     let uri = format!("https://{}/v2/", repository.api_host());
     let request = serde_json::json!({ "uri": uri }).to_string();
-    let Some(answer) = run_helper(helper.as_os_str(), request.as_bytes(), &source)? else {
+    let Some(answer) = run_helper(helper.as_os_str(), request.as_bytes(), &source, deadline)?
+    else {
         return Ok(None);
     };
     let mut headers = Vec::new();

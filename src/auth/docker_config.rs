@@ -2,13 +2,14 @@
 //! (the same `auths` format), read the way those tools read them.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use super::{decode_base64_text, run_helper, split_user_password, Credential, Secret};
 use crate::error::{Error, Kind, Result};
 use crate::reference::Repository;
 
 /// Docker's config: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
-pub fn find_docker(repository: &Repository) -> Result<Option<Credential>> {
+pub fn find_docker(repository: &Repository, deadline: Instant) -> Result<Option<Credential>> {
     let path = match std::env::var_os("DOCKER_CONFIG") {
         Some(dir) => PathBuf::from(dir).join("config.json"),
         None => match std::env::var_os("HOME") {
@@ -33,7 +34,7 @@ pub fn find_docker(repository: &Repository) -> Result<Option<Credential>> {
         .or_else(|| config.get("credsStore").and_then(|v| v.as_str()))
         .filter(|name| !name.is_empty());
     if let Some(name) = helper {
-        if let Some(found) = docker_credential_helper(name, repository, &shown)? {
+        if let Some(found) = docker_credential_helper(name, repository, &shown, deadline)? {
             return Ok(Some(found));
         }
     }
@@ -57,8 +58,12 @@ pub fn find_podman(repository: &Repository) -> Result<Option<Credential>> {
     }
 }
 
+/// Docker and Podman configs hold a few entries; a large one with many registries and
+/// base64 auths stays well under this.
+const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::files::read_bounded(path, MAX_CONFIG_BYTES) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
@@ -165,11 +170,13 @@ fn docker_credential_helper(
     name: &str,
     repository: &Repository,
     config: &str,
+    deadline: Instant,
 ) -> Result<Option<Credential>> {
+    check_helper_name(name, config)?;
     let program = format!("docker-credential-{name}");
     let source = format!("{program} (from {config})");
     let server = repository.config_server();
-    let Some(answer) = run_helper(program.as_ref(), server.as_bytes(), &source)? else {
+    let Some(answer) = run_helper(program.as_ref(), server.as_bytes(), &source, deadline)? else {
         return Ok(None);
     };
     let text = |name: &str| {
@@ -193,6 +200,27 @@ fn docker_credential_helper(
         }
     };
     Ok(Some(Credential { secret, source }))
+}
+
+/// A helper is named, not given as a path: docker looks `docker-credential-NAME` up on PATH.
+/// A name that could reach a file elsewhere (`x/../payload.sh` runs `./payload.sh` from the
+/// working directory, under `bazel run` the user's checkout) is refused, so that a config file
+/// can only name a program the user installed.
+fn check_helper_name(name: &str, config: &str) -> Result<()> {
+    let path_like = name.contains(['/', '\\'])
+        || name.contains("..")
+        || name.starts_with('.')
+        || name.chars().any(char::is_control);
+    if !path_like {
+        return Ok(());
+    }
+    Err(Error::new(
+        Kind::Auth,
+        format!(
+            "{config}: credential helper '{name}' is not a plain name (docker runs \
+             docker-credential-NAME from PATH); fix its credHelpers or credsStore entry"
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -250,6 +278,36 @@ mod tests {
             Some("local")
         );
         assert_eq!(user_of(config, "ghcr.io/x"), None);
+    }
+
+    #[test]
+    fn helper_names_that_are_paths_are_refused() {
+        for bad in [
+            "x/../payload.sh",
+            "../x",
+            ".hidden",
+            "a\\b",
+            "/bin/sh",
+            "a..b",
+            "x\ny",
+        ] {
+            let err = check_helper_name(bad, "cfg").unwrap_err();
+            assert_eq!(err.kind(), Kind::Auth, "{bad}");
+            assert!(
+                err.to_string().starts_with("cfg: credential helper '"),
+                "{err}"
+            );
+        }
+        for good in [
+            "ecr-login",
+            "gcloud",
+            "osxkeychain",
+            "pass",
+            "desktop.exe",
+            "acr_env",
+        ] {
+            check_helper_name(good, "cfg").unwrap();
+        }
     }
 
     #[test]

@@ -14,9 +14,11 @@ kept out of `Debug` output and every message.
 
 mod bazel_helper;
 mod docker_config;
+mod helper_process;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use crate::error::{Error, Kind, Result};
 use crate::reference::Repository;
@@ -70,21 +72,39 @@ impl Credential {
     }
 }
 
+/// A password from the command line's sources, which `Debug` never shows: a plan or options
+/// printed while debugging cannot leak it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(password: String) -> Password {
+        Password(password)
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
 /// What the command line and environment say about credentials.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// `--username` with the password read from stdin (`--password-stdin`).
-    pub flags: Option<(String, String)>,
+    pub flags: Option<(String, Password)>,
     pub credential_helper: Option<PathBuf>,
 }
 
-/// Finds the credentials for `repository`, following the order in the module docs.
-pub fn find(repository: &Repository, options: &Options) -> Result<Credential> {
+/// Finds the credentials for `repository`, following the order in the module docs. Helpers
+/// must answer before `deadline` (the push's `--timeout`).
+pub fn find(repository: &Repository, options: &Options, deadline: Instant) -> Result<Credential> {
     if let Some((username, password)) = &options.flags {
         return Ok(Credential {
             secret: Secret::Basic {
                 username: username.clone(),
-                password: password.clone(),
+                password: password.0.clone(),
             },
             source: "--username".to_string(),
         });
@@ -101,11 +121,11 @@ pub fn find(repository: &Repository, options: &Options) -> Result<Credential> {
         }
     }
     if let Some(helper) = &options.credential_helper {
-        if let Some(found) = bazel_helper::get(helper, repository)? {
+        if let Some(found) = bazel_helper::get(helper, repository, deadline)? {
             return Ok(found);
         }
     }
-    if let Some(found) = docker_config::find_docker(repository)? {
+    if let Some(found) = docker_config::find_docker(repository, deadline)? {
         return Ok(found);
     }
     if let Some(found) = docker_config::find_podman(repository)? {
@@ -116,46 +136,26 @@ pub fn find(repository: &Repository, options: &Options) -> Result<Credential> {
 
 /// Runs a credential helper as `PROGRAM get` with `input` on stdin and returns its JSON answer,
 /// or None when it says it has no credentials for this registry (docker's helpers answer
-/// "credentials not found"). Any other failure is an error naming `source`.
+/// "credentials not found"). Any other failure is an error naming `source`, showing the start
+/// of the helper's stderr but never its stdout, where a secret may stand.
 fn run_helper(
     program: &std::ffi::OsStr,
     input: &[u8],
     source: &str,
+    deadline: Instant,
 ) -> Result<Option<serde_json::Value>> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-
     let fail = |why: String| Error::new(Kind::Auth, format!("{source}: {why}"));
-    let mut child = Command::new(program)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(format!("cannot run it ({e}); is it installed and on PATH?")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A helper that exits without reading its input is judged by its exit status below.
-        let _ = stdin.write_all(input);
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| fail(format!("cannot run it: {e}")))?;
-    if !output.status.success() {
-        // Helpers report errors, never secrets, on a failed `get`.
-        let said = String::from_utf8_lossy(&output.stdout).to_string()
-            + &String::from_utf8_lossy(&output.stderr);
-        if said.to_lowercase().contains("credentials not found") {
-            return Ok(None);
+    match helper_process::run(program, input, source, deadline)? {
+        helper_process::Outcome::Answered(stdout) => serde_json::from_slice(&stdout)
+            .map(Some)
+            .map_err(|e| fail(format!("its answer is not JSON: {e}"))),
+        helper_process::Outcome::Failed {
+            not_found: true, ..
+        } => Ok(None),
+        helper_process::Outcome::Failed { status, stderr, .. } => {
+            Err(fail(format!("it failed ({status}): {stderr}")))
         }
-        return Err(fail(format!(
-            "it failed ({}): {}",
-            output.status,
-            said.trim().lines().next().unwrap_or("")
-        )));
     }
-    serde_json::from_slice(&output.stdout)
-        .map(Some)
-        .map_err(|e| fail(format!("its answer is not JSON: {e}")))
 }
 
 /// Splits `user:password` as Basic auth and the Docker config's `auth` field encode them.
@@ -172,4 +172,38 @@ fn split_user_password(decoded: &str) -> Option<(String, String)> {
     decoded
         .split_once(':')
         .map(|(u, p)| (u.to_string(), p.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_password_or_secret() {
+        let options = Options {
+            flags: Some(("alice".to_string(), Password::new("pw-s3cret".to_string()))),
+            credential_helper: None,
+        };
+        let credential = Credential {
+            secret: Secret::Basic {
+                username: "alice".to_string(),
+                password: "pw-s3cret".to_string(),
+            },
+            source: "--username".to_string(),
+        };
+        let headers = Secret::Headers(vec![("x-api-key".to_string(), "pw-s3cret".to_string())]);
+        let token = Secret::IdentityToken {
+            token: "pw-s3cret".to_string(),
+        };
+        for shown in [
+            format!("{options:?}"),
+            format!("{options:#?}"),
+            format!("{credential:?}"),
+            format!("{headers:?}"),
+            format!("{token:?}"),
+        ] {
+            assert!(!shown.contains("pw-s3cret"), "{shown}");
+        }
+        assert!(format!("{options:?}").contains("alice"));
+    }
 }

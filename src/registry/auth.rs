@@ -27,6 +27,8 @@ use crate::error::{Error, Kind, Result};
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 /// The distribution spec's default when a token server gives no `expires_in`.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest a token is kept, whatever the token server says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug)]
 enum Mode {
@@ -148,14 +150,20 @@ impl Auth {
                     format!("token server {realm} answered without a token"),
                 )
             })?;
+        // The server's number is clamped: no push outlives a day, and an absurd lifetime must
+        // not overflow the clock.
         let lifetime = value
             .get("expires_in")
             .and_then(|e| e.as_u64())
             .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+            .min(MAX_TOKEN_LIFETIME);
+        let now = Instant::now();
         self.state().token = Some(Token {
             value: token.to_string(),
-            renew_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN),
+            renew_at: now
+                .checked_add(lifetime.saturating_sub(EXPIRY_MARGIN))
+                .unwrap_or(now),
         });
         Ok(())
     }
@@ -228,6 +236,24 @@ mod tests {
         );
         assert_eq!(normalize_scope("registry:catalog:*"), "registry:catalog:*");
         assert_eq!(normalize_scope("odd"), "odd");
+    }
+
+    #[test]
+    fn any_expires_in_is_taken_without_panicking() {
+        let auth = Auth::new(Credential::anonymous(), &[]);
+        for answer in [
+            r#"{"token":"t","expires_in":18446744073709551615}"#,
+            r#"{"token":"t","expires_in":1e308}"#,
+            r#"{"token":"t","expires_in":-5}"#,
+            r#"{"token":"t","expires_in":"soon"}"#,
+            r#"{"token":"t","expires_in":0}"#,
+        ] {
+            auth.set_token(answer.as_bytes(), "realm").unwrap();
+        }
+        for bad in [&b"[]"[..], b"{\"token\":7}", b"\xff", b"{\"token\":\"\"}"] {
+            let err = auth.set_token(bad, "realm").unwrap_err();
+            assert_eq!(err.kind(), Kind::Auth);
+        }
     }
 
     #[test]

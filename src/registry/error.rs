@@ -76,8 +76,10 @@ impl Refusal {
         let error = Error::new(
             kind,
             format!(
-                "{method} {url} answered {}{}{hint}",
-                self.status, self.detail
+                "{method} {} answered {}{}{hint}",
+                super::redact(url),
+                self.status,
+                self.detail
             ),
         );
         match is_transient(self.status) {
@@ -107,6 +109,15 @@ pub fn retry_after<B>(response: &Response<B>) -> Option<Duration> {
     )
 }
 
+/// `Retry-After` as its text, for the property tests: the same parsing as [`retry_after`].
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let response = Response::builder()
+        .header("retry-after", value)
+        .body(())
+        .ok()?;
+    retry_after(&response)
+}
+
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
@@ -120,9 +131,10 @@ fn parse_http_date(text: &str) -> Option<SystemTime> {
     let year: u64 = parts.next()?.parse().ok()?;
     let mut clock = parts.next()?.split(':').map(|p| p.parse::<u64>().ok());
     let (h, m, s) = (clock.next()??, clock.next()??, clock.next()??);
+    // Past 9999 an HTTP date is not a date (and the arithmetic below could overflow).
     if parts.next() != Some("GMT")
         || !(1..=31).contains(&day)
-        || year < 1970
+        || !(1970..=9999).contains(&year)
         || h > 23
         || m > 59
         || s > 60
@@ -141,7 +153,7 @@ fn parse_http_date(text: &str) -> Option<SystemTime> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = (era * 146_097 + doe).checked_sub(719_468)?;
     let seconds = days * 86_400 + h * 3600 + m * 60 + s;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
 }
 
 /// The spec's error codes and messages, or the start of a body that is not in that form.
@@ -208,9 +220,30 @@ mod tests {
             "Sun, 32 Nov 1994 08:49:37 GMT",
             "x y z",
             "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Mon, 01 Jan 300000000000 00:00:00 GMT",
+            "Mon, 01 Jan 18446744073709551615 23:59:59 GMT",
+            "Fri, 31 Dec 10000 23:59:59 GMT",
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn retry_after_from_far_away_never_panics() {
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT").unwrap() > Duration::ZERO);
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 01 Jan 300000000000 00:00:00 GMT"),
+            None
+        );
+        assert_eq!(parse_retry_after("-1"), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ learns what a ping would (the scheme, and the auth challenge), one round trip so
 mod auth;
 mod challenge;
 mod error;
+mod proxy;
 mod resolve;
 mod retry;
 mod tls;
@@ -50,8 +51,20 @@ pub struct Connection {
     pub verbose: bool,
     /// Retries after the first attempt of a request that failed transiently.
     pub retries: u32,
-    /// The whole push must end within this.
+    /// The whole push must end within this, counted from `started`.
     pub timeout: Duration,
+    /// When the run started: credential helpers run before the first request, and count.
+    pub started: Instant,
+}
+
+impl Connection {
+    /// When the whole push must be done.
+    pub fn deadline(&self) -> Instant {
+        // A --timeout past what the clock can hold is no deadline at all.
+        self.started
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| self.started + Duration::from_secs(100 * 365 * 86_400))
+    }
 }
 
 impl Default for Connection {
@@ -63,6 +76,7 @@ impl Default for Connection {
             verbose: false,
             retries: DEFAULT_RETRIES,
             timeout: DEFAULT_TIMEOUT,
+            started: Instant::now(),
         }
     }
 }
@@ -97,22 +111,67 @@ impl Payload<'_> {
     }
 }
 
-/// Reads a file body, telling `progress` the position reached.
+/// Reads a file body, telling `progress` the position reached. A file that ends before the
+/// length we declared (it shrank since the layout was read) is an error at once: otherwise
+/// the registry would wait for the missing bytes, and we for its answer, until `--timeout`.
 struct Progressing<'a, R> {
     inner: R,
     at: u64,
+    end: u64,
     progress: Option<&'a (dyn Fn(u64) + Sync)>,
 }
+
+/// The error a [`Progressing`] body fails with when its file ends early.
+#[derive(Debug)]
+struct Shrunk {
+    at: u64,
+    expected: u64,
+}
+
+impl std::fmt::Display for Shrunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the file ended at byte {} of {}", self.at, self.expected)
+    }
+}
+
+impl std::error::Error for Shrunk {}
 
 impl<R: Read> Read for Progressing<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.at < self.end {
+            let shrunk = Shrunk {
+                at: self.at,
+                expected: self.end,
+            };
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                shrunk,
+            ));
+        }
         self.at += n as u64;
         if let Some(progress) = self.progress {
             progress(self.at);
         }
         Ok(n)
     }
+}
+
+/// The blob file shrank under an upload: the layout changed while it was pushed.
+fn shrunk_file(e: &ureq::Error) -> Option<&Shrunk> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if let Some(shrunk) = error.downcast_ref::<Shrunk>() {
+            return Some(shrunk);
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if let Some(shrunk) = io.get_ref().and_then(|i| i.downcast_ref::<Shrunk>()) {
+                return Some(shrunk);
+            }
+        }
+        source = error.source();
+    }
+    None
 }
 
 pub struct Client {
@@ -128,7 +187,11 @@ pub struct Client {
     /// first needed: loading the system's trust store takes milliseconds that a plain-HTTP
     /// registry never has to pay.
     https: OnceLock<Agent>,
+    /// With `--insecure`, the agent for the registry's own host and port, which verifies no
+    /// certificate. Token realms and storage hosts elsewhere still go through `https`.
+    unverified: Option<Agent>,
     tls: Tls,
+    proxies: proxy::Proxies,
     /// The registry's name for messages (`host:port`).
     registry: String,
     auth: auth::Auth,
@@ -153,7 +216,9 @@ impl Client {
         scopes: &[String],
     ) -> Result<Client> {
         let host = repository.api_host();
-        let loopback = repository.is_loopback() && !connection.plain_http;
+        let loopback = repository.is_loopback()
+            && !connection.plain_http
+            && resolves_to_loopback_only(repository.hostname());
         let scheme = match connection.plain_http || loopback {
             true => "http",
             false => "https",
@@ -161,16 +226,24 @@ impl Client {
         let client = Client {
             base: RwLock::new(format!("{scheme}://{host}")),
             unsettled: Mutex::new(loopback),
-            plain: new_agent(tls::without_system_roots(connection.insecure)),
+            plain: new_agent(tls::without_system_roots()),
             https: OnceLock::new(),
+            unverified: connection
+                .insecure
+                .then(|| new_agent(tls::without_verification())),
             tls: Tls {
                 ca_file: connection.ca_file.clone(),
                 insecure: connection.insecure,
             },
+            proxies: proxy::Proxies::from_env()?,
             registry: repository.registry().to_string(),
             auth: auth::Auth::new(credential, scopes),
             verbose: connection.verbose,
-            policy: retry::Policy::new(connection.retries, connection.timeout),
+            policy: retry::Policy::new(
+                connection.retries,
+                connection.timeout,
+                connection.deadline(),
+            ),
         };
         if scheme == "https" {
             // A bad --ca-file is a usage error before any request.
@@ -186,15 +259,21 @@ impl Client {
             .clone()
     }
 
-    /// The agent for `url`: the plain one, or the HTTPS one (built on first use).
+    /// The agent for `url`: the plain one, the unverified one for the registry itself under
+    /// `--insecure`, or the HTTPS one (built on first use).
     fn agent(&self, url: &str) -> Result<Agent> {
         if !url.starts_with("https://") {
             return Ok(self.plain.clone());
         }
+        if let Some(unverified) = &self.unverified {
+            if same_origin(url, &self.base().replacen("http://", "https://", 1)) {
+                return Ok(unverified.clone());
+            }
+        }
         if let Some(agent) = self.https.get() {
             return Ok(agent.clone());
         }
-        let agent = new_agent(tls::config(self.tls.ca_file.as_deref(), self.tls.insecure)?);
+        let agent = new_agent(tls::config(self.tls.ca_file.as_deref())?);
         Ok(self.https.get_or_init(|| agent).clone())
     }
 
@@ -271,24 +350,25 @@ impl Client {
         payload: Payload,
         what: &str,
     ) -> Result<Response<ureq::Body>> {
-        let to_registry = authority(url) == authority(&self.base());
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         // Twice at most: learning the scheme (Basic or Bearer), then a token that expired on
         // the way or lacked a scope.
         let mut challenges_answered = 0;
         loop {
+            let to_registry = same_origin(&self.current(url), &self.base());
             // Until the scheme is settled, nothing that could be a credential goes out: the
             // plain-HTTP try may be talking to a TLS port.
             let probing = self.is_unsettled();
-            let mut all: Vec<(String, String)> = headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect();
-            if to_registry && !probing {
-                all.extend(self.auth_headers(what)?);
-            }
-            let bare = all.len() == headers.len();
+            let credentials = match to_registry && !probing {
+                true => self.auth_headers(what)?,
+                false => Vec::new(),
+            };
+            let bare = credentials.is_empty();
             rewind(payload, what)?;
-            let response = self.settling(method, url, &all, payload, what)?;
+            let response = self.settling(method, url, &headers, &credentials, payload, what)?;
             if response.status() == StatusCode::UNAUTHORIZED && to_registry {
                 let worth_again = self.auth.refused(&challenges(&response));
                 if probing {
@@ -323,6 +403,7 @@ impl Client {
         method: &Method,
         url: &str,
         headers: &[(String, String)],
+        credentials: &[(String, String)],
         payload: Payload,
         what: &str,
     ) -> Result<Response<ureq::Body>> {
@@ -334,16 +415,17 @@ impl Client {
         let Some(rest) = url.strip_prefix("http://").filter(|_| *unsettled) else {
             drop(unsettled);
             return self
-                .raw(method, &url, headers, payload, what)
+                .raw(method, &url, headers, credentials, payload, what)
                 .map_err(|(e, _)| e);
         };
-        let plain = self.raw(method, &url, headers, payload, what);
+        let plain = self.raw(method, &url, headers, credentials, payload, what);
         if matches!(&plain, Ok(r) if r.status() != StatusCode::BAD_REQUEST) {
             *unsettled = false;
             return plain.map_err(|(e, _)| e);
         }
         rewind(payload, what)?;
-        match self.raw(method, &format!("https://{rest}"), headers, payload, what) {
+        let https = format!("https://{rest}");
+        match self.raw(method, &https, headers, credentials, payload, what) {
             // An answer, or a TLS server we do not trust (its error says how to trust it).
             outcome @ (Ok(_) | Err((_, true))) => {
                 let https = self.base().replacen("http://", "https://", 1);
@@ -429,9 +511,31 @@ impl Client {
             return Err(Error::new(
                 Kind::Rejected,
                 format!(
-                    "{what}: {} asks for a token from realm '{realm}', which is not an http(s) URL; \
+                    "{what}: {} asks for a token from realm '{}', which is not an http(s) URL; \
                      the registry's token auth is misconfigured",
-                    self.registry
+                    self.registry,
+                    redact(realm)
+                ),
+            ));
+        }
+        let has_secret = matches!(
+            self.auth.credential.secret,
+            Secret::Basic { .. } | Secret::IdentityToken { .. }
+        );
+        if realm.starts_with("http://")
+            && self.base().starts_with("https://")
+            && has_secret
+            && !self.tls.insecure
+        {
+            return Err(Error::new(
+                Kind::Auth,
+                format!(
+                    "{what}: {} speaks HTTPS but names a plain-HTTP token realm, {}; the \
+                     credentials from {} are not sent there in clear: fix the registry's token \
+                     realm, or pass --insecure to allow it",
+                    self.registry,
+                    redact(realm),
+                    self.auth.credential.source
                 ),
             ));
         }
@@ -456,7 +560,7 @@ impl Client {
                 let body = Payload::Bytes(form.as_bytes());
                 (
                     Method::POST,
-                    self.raw(&Method::POST, realm, &headers, body, what),
+                    self.raw(&Method::POST, realm, &headers, &[], body, what),
                 )
             }
             _ => {
@@ -464,12 +568,13 @@ impl Client {
                     query.push(("scope", scope));
                 }
                 let url = with_query(realm, &query);
-                let headers: Vec<_> = self.auth.basic_header().into_iter().collect();
-                let response = self.raw(&Method::GET, &url, &headers, Payload::Empty, what);
+                let basic: Vec<_> = self.auth.basic_header().into_iter().collect();
+                let response = self.raw(&Method::GET, &url, &[], &basic, Payload::Empty, what);
                 (Method::GET, response)
             }
         };
-        let mut response = response.map_err(|(e, _)| e.context(format!("token server {realm}")))?;
+        let mut response =
+            response.map_err(|(e, _)| e.context(format!("token server {}", redact(realm))))?;
         if response.status() != StatusCode::OK {
             // As any refusal (detail, Retry-After, transient for 429 and 5xx), named by the
             // realm without its query.
@@ -482,12 +587,75 @@ impl Client {
             .limit(1 << 20)
             .read_to_vec()
             .map_err(|e| transport_error(e, &Method::GET, realm, what).0)?;
-        self.auth.set_token(&body, realm)
+        self.auth.set_token(&body, &redact(realm))
     }
 
-    /// One request on the wire, logged with `--verbose`. A failure comes with whether it was
-    /// about certificates (the peer speaks TLS but is not trusted, or `--ca-file` is unusable).
+    /// One request, following redirects here rather than in ureq, so that `credentials` go
+    /// only to the scheme, host and port of `url`: ureq would carry headers other than
+    /// `Authorization` (a Bazel helper's `x-api-key`) to whatever host a redirect names. A
+    /// failure comes with whether it was about certificates (the peer speaks TLS but is not
+    /// trusted, or `--ca-file` is unusable).
     fn raw(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(String, String)],
+        credentials: &[(String, String)],
+        payload: Payload,
+        what: &str,
+    ) -> std::result::Result<Response<ureq::Body>, (Error, bool)> {
+        let first = url;
+        let (mut method, mut url, mut payload) = (method.clone(), url.to_string(), payload);
+        let mut all = headers.to_vec();
+        all.extend_from_slice(credentials);
+        for hop in 0..=MAX_REDIRECTS {
+            if hop > 0 {
+                rewind(payload, what).map_err(|e| (e, false))?;
+            }
+            let sent = match same_origin(&url, first) {
+                true => &all[..],
+                false => headers,
+            };
+            let response = self.raw_once(&method, &url, sent, payload, what)?;
+            let Some(next) = redirect_target(&response, &url) else {
+                return Ok(response);
+            };
+            if hop == MAX_REDIRECTS {
+                break;
+            }
+            // As browsers and Go's client do: 303, and 301/302 of anything but GET and HEAD,
+            // become a GET without a body; 307 and 308 send the same request again.
+            let status = response.status().as_u16();
+            if status == 303 || (matches!(status, 301 | 302) && !is_get_or_head(&method)) {
+                if method != Method::HEAD {
+                    method = Method::GET;
+                }
+                payload = Payload::Empty;
+            }
+            if self.verbose {
+                report::log(&format!(
+                    "http: {} redirected to {}",
+                    redact(&url),
+                    redact(&next)
+                ));
+            }
+            url = next;
+        }
+        Err((
+            Error::new(
+                Kind::Rejected,
+                format!(
+                    "{what}: {method} {} was redirected more than {MAX_REDIRECTS} times; \
+                     check the registry's URL and its proxies",
+                    redact(&url)
+                ),
+            ),
+            false,
+        ))
+    }
+
+    /// One request on the wire, logged with `--verbose`.
+    fn raw_once(
         &self,
         method: &Method,
         url: &str,
@@ -500,6 +668,7 @@ impl Client {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let agent = self.agent(url).map_err(|e| (e, true))?;
+        let proxy = self.proxies.for_url(url);
         let started = Instant::now();
         let Some(remaining) = self.policy.remaining() else {
             return Err((self.policy.timed_out(what), false));
@@ -515,11 +684,20 @@ impl Client {
                 &agent,
                 builder.body(&[][..]).map_err(bad_request)?,
                 remaining,
+                proxy,
             ),
-            Payload::Empty => run(&agent, builder.body(()).map_err(bad_request)?, remaining),
-            Payload::Bytes(bytes) => {
-                run(&agent, builder.body(bytes).map_err(bad_request)?, remaining)
-            }
+            Payload::Empty => run(
+                &agent,
+                builder.body(()).map_err(bad_request)?,
+                remaining,
+                proxy,
+            ),
+            Payload::Bytes(bytes) => run(
+                &agent,
+                builder.body(bytes).map_err(bad_request)?,
+                remaining,
+                proxy,
+            ),
             // Through ureq's buffer, not by sendfile(2): measured on loopback, the registry
             // (the bottleneck of a cold push) spent ~10 % less CPU taking in the same bytes
             // this way, which more than pays for the copy (bench/README.md).
@@ -527,11 +705,17 @@ impl Client {
                 let mut reader = Progressing {
                     inner: body.file.take(body.len),
                     at: body.offset,
+                    end: body.offset + body.len,
                     progress: body.progress,
                 };
                 let builder = builder.header("content-length", body.len);
                 let body = SendBody::from_reader(&mut reader);
-                run(&agent, builder.body(body).map_err(bad_request)?, remaining)
+                run(
+                    &agent,
+                    builder.body(body).map_err(bad_request)?,
+                    remaining,
+                    proxy,
+                )
             }
         };
         if self.verbose {
@@ -547,6 +731,14 @@ impl Client {
         }
         result.map_err(|e| match (&e, self.policy.remaining()) {
             (ureq::Error::Timeout(_), None) => (self.policy.timed_out(what), false),
+            _ if shrunk_file(&e).is_some() => {
+                let why = shrunk_file(&e).map(ToString::to_string).unwrap_or_default();
+                let message = format!(
+                    "{what}: the file changed while uploading ({why}); something rewrote the \
+                     layout during the push: rebuild the image and push again"
+                );
+                (Error::invalid(message), false)
+            }
             _ => transport_error(e, method, url, what),
         })
     }
@@ -569,10 +761,12 @@ fn run(
     agent: &Agent,
     request: Request<impl ureq::AsSendBody>,
     remaining: Duration,
+    proxy: Option<ureq::Proxy>,
 ) -> std::result::Result<Response<ureq::Body>, ureq::Error> {
     let request = agent
         .configure_request(request)
         .timeout_global(Some(remaining))
+        .proxy(proxy)
         .build();
     agent.run(request)
 }
@@ -589,6 +783,17 @@ fn challenges(response: &Response<ureq::Body>) -> Vec<challenge::Challenge> {
 
 const USER_AGENT: &str = concat!("oci-push/", env!("CARGO_PKG_VERSION"));
 
+/// The parsers of what registries and token servers send, for the property tests.
+pub mod parsers {
+    pub use super::challenge::{parse as challenges, Challenge};
+    pub use super::error::parse_retry_after as retry_after;
+
+    /// Takes a token server's answer as a push would.
+    pub fn token_answer(answer: &[u8]) -> crate::error::Result<()> {
+        super::auth::Auth::new(crate::auth::Credential::anonymous(), &[]).set_token(answer, "realm")
+    }
+}
+
 /// The one agent (connection pool) of a client.
 fn new_agent(tls: ureq::tls::TlsConfig) -> Agent {
     let config = Agent::config_builder()
@@ -598,6 +803,11 @@ fn new_agent(tls: ureq::tls::TlsConfig) -> Agent {
         .user_agent(USER_AGENT)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(300)))
+        // Redirects are followed by `Client::raw`, which decides where credentials go, and
+        // the proxy is chosen per request (see the `proxy` module): ureq's own choice
+        // would send loopback traffic and plain HTTP through HTTPS_PROXY.
+        .max_redirects(0)
+        .proxy(None)
         // Few syscalls per layer, yet eight uploads at once stay within a few MiB.
         .output_buffer_size(256 << 10)
         .build();
@@ -619,14 +829,85 @@ fn rewind(payload: Payload, what: &str) -> Result<()> {
         .map_err(|e| Error::usage(format!("{what}: cannot seek in the file: {e}")))
 }
 
+/// Redirects followed for one request: a registry sends one at most (to its storage).
+const MAX_REDIRECTS: usize = 5;
+
+fn is_get_or_head(method: &Method) -> bool {
+    *method == Method::GET || *method == Method::HEAD
+}
+
+/// Where a redirect answer sends the request: its `Location`, made absolute.
+fn redirect_target(response: &Response<ureq::Body>, url: &str) -> Option<String> {
+    if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = response.headers().get("location")?.to_str().ok()?.trim();
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return Some(location.to_string());
+    }
+    let (scheme, rest) = url.split_once("://")?;
+    let host = authority(url);
+    if let Some(path) = location.strip_prefix("//") {
+        return Some(format!("{scheme}://{path}"));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{scheme}://{host}{location}"));
+    }
+    let path = rest[host.len()..].split(['?', '#']).next().unwrap_or("");
+    let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+    Some(format!("{scheme}://{host}{dir}/{location}"))
+}
+
+/// Whether two absolute URLs share scheme, host and port (default ports spelt out or not):
+/// credentials given for one may go to the other.
+fn same_origin(a: &str, b: &str) -> bool {
+    origin(a) == origin(b)
+}
+
+fn origin(url: &str) -> (String, String) {
+    let scheme = url
+        .split_once("://")
+        .map_or("", |(s, _)| s)
+        .to_ascii_lowercase();
+    let host = authority(url).to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "https" => ":443",
+        _ => ":80",
+    };
+    // IPv6 hosts are bracketed, so the suffix is always a port.
+    match host.strip_suffix(default) {
+        Some(bare) => (scheme, bare.to_string()),
+        None => (scheme, host),
+    }
+}
+
+/// Whether every address `hostname` names is on this machine: only then may a "loopback"
+/// registry get plain HTTP. An IP literal is asked nothing; a name that does not resolve is
+/// not loopback (and its HTTPS request then says it does not resolve).
+fn resolves_to_loopback_only(hostname: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    if let Ok(ip) = hostname.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    match (hostname, 0).to_socket_addrs() {
+        Ok(addresses) => {
+            let addresses: Vec<_> = addresses.collect();
+            !addresses.is_empty() && addresses.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
 /// `host:port` of an absolute URL, for deciding where credentials may go.
 fn authority(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     rest.split(['/', '?', '#']).next().unwrap_or(rest)
 }
 
-/// A URL as it may be shown: upload session URLs carry state in their query, so no query is.
-fn redact(url: &str) -> String {
+/// A URL as it may be shown: upload session URLs carry state in their query (distribution's
+/// `_state`, S3 signatures, GCS upload ids), and a token realm's query a refresh token, so no
+/// query is.
+pub fn redact(url: &str) -> String {
     match url.split_once('?') {
         Some((base, _)) => format!("{base}?…"),
         None => url.to_string(),

@@ -21,11 +21,12 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(retries: u32, timeout: Duration) -> Policy {
+    /// `timeout` is what `deadline` was computed from, for messages.
+    pub fn new(retries: u32, timeout: Duration, deadline: Instant) -> Policy {
         Policy {
             retries,
             timeout,
-            deadline: Instant::now() + timeout,
+            deadline,
         }
     }
 
@@ -123,9 +124,17 @@ mod tests {
 
     #[test]
     fn no_retry_left_or_no_time_left() {
-        let policy = Policy::new(1, Duration::from_secs(60));
+        let policy = Policy::new(
+            1,
+            Duration::from_secs(60),
+            Instant::now() + Duration::from_secs(60),
+        );
         assert!(!policy.again(2, None, "x", "y").unwrap());
-        let policy = Policy::new(3, Duration::from_millis(100));
+        let policy = Policy::new(
+            3,
+            Duration::from_millis(100),
+            Instant::now() + Duration::from_millis(100),
+        );
         let err = policy
             .again(1, Some(Duration::from_secs(5)), "pushing", "503")
             .unwrap_err();

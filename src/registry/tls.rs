@@ -1,5 +1,6 @@
 //! TLS trust: the system's certificates (honouring `SSL_CERT_FILE` and `SSL_CERT_DIR`), plus a
-//! private CA from `--ca-file`; or no verification at all with `--insecure`.
+//! private CA from `--ca-file`; or, with `--insecure`, no verification for the registry's own
+//! host and port only.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,19 +11,18 @@ use crate::error::{Error, Result};
 
 /// For the agent that sends only `http://` URLs (every `https://` one goes to the agent built
 /// with [`config`]): the compiled-in Mozilla roots, which cost nothing to set up.
-pub fn without_system_roots(insecure: bool) -> TlsConfig {
-    TlsConfig::builder()
-        .root_certs(RootCerts::WebPki)
-        .disable_verification(insecure)
-        .build()
+pub fn without_system_roots() -> TlsConfig {
+    TlsConfig::builder().root_certs(RootCerts::WebPki).build()
 }
 
-/// For every `https://` URL (registry, token realm, blob storage): the system's store,
-/// `--ca-file`, or no verification.
-pub fn config(ca_file: Option<&Path>, insecure: bool) -> Result<TlsConfig> {
-    if insecure {
-        return Ok(TlsConfig::builder().disable_verification(true).build());
-    }
+/// For the registry's own host and port under `--insecure`: no verification at all.
+pub fn without_verification() -> TlsConfig {
+    TlsConfig::builder().disable_verification(true).build()
+}
+
+/// For every other `https://` URL (the registry without `--insecure`, a token realm, blob
+/// storage): the system's store and `--ca-file`.
+pub fn config(ca_file: Option<&Path>) -> Result<TlsConfig> {
     let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
         .certs
         .iter()
