@@ -51,16 +51,20 @@ AUTHENTICATION (first found wins; see docs/auth.md):
 CONNECTION:
     --ca-file FILE           Also trust the CA certificates in FILE (PEM). The system's
                              store (and SSL_CERT_FILE, SSL_CERT_DIR) is always trusted.
-    --insecure               Use HTTPS but do not verify the registry's certificate.
+    --insecure               Use HTTPS but do not verify the registry's certificate: its
+                             own host and port only (token realms and storage hosts
+                             elsewhere are still verified); also allows a plain-HTTP
+                             token realm.
     --plain-http             Use plain HTTP. Registries on localhost, 127.0.0.0/8 and [::1]
-                             get HTTPS when they speak it and plain HTTP otherwise.
+                             (addresses, not names) get HTTPS when they speak it and
+                             plain HTTP otherwise.
     -j, --jobs N             Upload up to N blobs (and an index's manifests) at once,
                              1 to 64 (default 8).
     --mount-from REPO        Before uploading a blob, try to mount it from REPO, another
                              repository of the same registry; repeatable. The layout's
                              org.opencontainers.image.base.name annotations are tried too.
     --retries N              Retry a request that failed transiently (connection dropped,
-                             timeout, 408, 429, 5xx) up to N times (default 4), with
+                             timeout, 408, 429, 5xx) up to N times (default 10), with
                              exponential backoff and the registry's Retry-After.
     --timeout DURATION       Give up when the whole push takes longer (default 1h;
                              e.g. 30s, 5m, 1h).
@@ -68,7 +72,8 @@ CONNECTION:
                              proxies that cap request bodies; a failed chunk resumes
                              where the registry says the upload stands.
     --verbose                Log every HTTP request on stderr (secrets are never shown).
-    HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY are honoured.
+    HTTPS_PROXY (https://), HTTP_PROXY (http://), ALL_PROXY and NO_PROXY are honoured;
+    loopback never goes through a proxy.
 
 OUTPUT:
     -q, --quiet              No progress and no summary: the final REPO@DIGEST line only

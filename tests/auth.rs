@@ -9,72 +9,11 @@
 mod common;
 
 use common::keys::{b64, b64_decode, base32, libtrust_key_id, openssl, rfc3339};
+use common::pushing::*;
 use common::*;
-
-const ALICE_USER: &str = ALICE.0;
-const ALICE_PASSWORD: &str = ALICE.1;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// An image of 5 blobs (config + 4 layers), distinct by `seed`, and its layout.
-fn image(seed: u64) -> (Image, tempfile::TempDir) {
-    let image = Image::sized(Types::Oci, seed, 4, 8 * 1024 + seed as usize);
-    let layout = image_layout(&image);
-    (image, layout)
-}
-
-/// `--layout L -r REPO -t v1 --verbose EXTRA...`
-fn push_args<'a>(layout: &'a tempfile::TempDir, repo: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "--layout",
-        layout.path().to_str().expect("utf-8 path"),
-        "-r",
-        repo,
-        "-t",
-        "v1",
-        "--verbose",
-    ];
-    args.extend_from_slice(extra);
-    args
-}
-
-/// Asserts the push printed `REPO@DIGEST` and the registry serves the image by digest and
-/// under `v1`, every blob included.
-fn assert_pushed(run: &Run, registry: &Registry, repo: &str, path: &str, image: &Image) {
-    assert_eq!(
-        run.code, 0,
-        "oci-push failed; stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    assert_eq!(run.last_line(), format!("{repo}@{}", image.manifest.digest));
-    registry.assert_manifest(path, &image.manifest.digest, &image.manifest);
-    registry.assert_manifest(path, "v1", &image.manifest);
-    assert_eq!(registry.tags(path), ["v1"]);
-    for blob in image.blobs() {
-        registry.assert_blob(path, blob);
-    }
-}
-
-/// Asserts a failed push: exit `code`, one error line holding every fragment, nothing on
-/// stdout, no tag in the registry.
-fn assert_refused(run: &Run, registry: &Registry, path: &str, code: i32, fragments: &[&str]) {
-    assert_eq!(
-        run.code, code,
-        "exit code; stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    assert_eq!(run.error_count(), 1, "one error line:\n{}", run.stderr);
-    for fragment in fragments {
-        assert!(
-            run.error().contains(fragment),
-            "expected {fragment:?} in the error line:\n{}",
-            run.stderr
-        );
-    }
-    assert!(run.stdout.is_empty(), "stdout: {}", run.stdout);
-    assert!(registry.tags(path).is_empty(), "a tag was written");
-}
 
 /// `--verbose` printed the requests (one line per request: method, URL, status, time).
 /// The push as alice succeeded (read back from the registry), was logged request by request,
@@ -93,18 +32,6 @@ fn assert_verbose(run: &Run) {
         "--verbose shows no PUT request:\n{}",
         run.stderr
     );
-}
-
-/// The secrets of the htpasswd registry's user.
-fn alice_secrets() -> Vec<String> {
-    vec![
-        ALICE_PASSWORD.to_string(),
-        b64(format!("{ALICE_USER}:{ALICE_PASSWORD}")),
-    ]
-}
-
-fn basic_registry() -> Registry {
-    Registry::start_with(RegistryOptions::htpasswd(ALICE_USER, ALICE_PASSWORD))
 }
 
 fn tls_basic_registry() -> Registry {
@@ -780,21 +707,7 @@ fn tls_and_basic_auth_together() {
     let (image, layout) = image(16);
     let repo = registry.repo("tls/basic");
     let ca = registry.ca_file().unwrap().display().to_string();
-    let run = oci_push_with(
-        &push_args(
-            &layout,
-            &repo,
-            &[
-                "--ca-file",
-                &ca,
-                "--username",
-                ALICE_USER,
-                "--password-stdin",
-            ],
-        ),
-        &[],
-        Some("s3cret\n"),
-    );
+    let run = push_as_alice(&layout, &repo, &["--ca-file", &ca]);
     assert_alice_pushed(&run, &registry, &repo, "tls/basic", &image);
 }
 

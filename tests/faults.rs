@@ -82,6 +82,9 @@ fn assert_failed(run: &Run, proxy: &FaultProxy, code: i32, fragments: &[&str]) {
     assert!(run.stdout.is_empty(), "stdout: {}", run.stdout);
 }
 
+/// A request's attempts without --retries: the first and 10 retries.
+const DEFAULT_ATTEMPTS: u32 = 11;
+
 /// The retry lines: `count` of them, each `attempt K of N` with this N.
 fn assert_retries(run: &Run, count: usize, attempts: u32) -> Vec<String> {
     let lines = retry_lines(&run.stderr);
@@ -348,7 +351,7 @@ fn push_through_the_proxy_without_faults() {
     let (run, _) = run_bounded(args(&layout, &repo, &["-t", "v1", "-t", "v2"]), LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
     assert_pushed(&registry, "plain/app", &image, &["v1", "v2"]);
-    assert_retries(&run, 0, 5);
+    assert_retries(&run, 0, DEFAULT_ATTEMPTS);
     assert_eq!(proxy.count("POST", "/blobs/uploads/"), 4);
     assert_eq!(proxy.count("PUT", "/blobs/uploads/"), 4);
     assert_eq!(
@@ -381,7 +384,7 @@ fn a_500_then_success() {
     let (run, _) = run_bounded(args(&layout, &repo, &["-t", "v1"]), LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
     assert_pushed(&registry, "app", &image, &["v1"]);
-    let lines = assert_retries(&run, 1, 5);
+    let lines = assert_retries(&run, 1, DEFAULT_ATTEMPTS);
     assert!(
         lines[0].contains("500"),
         "the retry line says why: {}",
@@ -418,7 +421,7 @@ fn transient_statuses_are_retried_until_success() {
     assert_pushed(&registry, "app", &image, &["v1"]);
     let fired: Vec<usize> = (0..6).map(|rule| proxy.fired(rule)).collect();
     assert_eq!(fired, [1, 1, 1, 2, 1, 1], "{}", proxy.describe());
-    assert_retries(&run, 7, 5);
+    assert_retries(&run, 7, DEFAULT_ATTEMPTS);
 }
 
 #[test]
@@ -523,7 +526,7 @@ fn retry_after_in_seconds_is_honoured() {
     let (run, _) = run_bounded(args(&layout, &repo, &["-t", "v1"]), LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
     assert_pushed(&registry, "app", &image, &["v1"]);
-    let lines = assert_retries(&run, 1, 5);
+    let lines = assert_retries(&run, 1, DEFAULT_ATTEMPTS);
     assert!(
         lines[0].contains("429"),
         "the retry line says why: {}",
@@ -564,7 +567,7 @@ fn retry_after_as_an_http_date_is_honoured() {
     let (run, took) = run_bounded(args(&layout, &repo, &["-t", "v1"]), LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
     assert_pushed(&registry, "app", &image, &["v1"]);
-    assert_retries(&run, 1, 5);
+    assert_retries(&run, 1, DEFAULT_ATTEMPTS);
     let puts = proxy.matching("PUT", "/manifests/");
     let waited = gap(&puts[0], &puts[1]);
     // The date is whole seconds and was set before the push began: 2 s or more remain.
@@ -595,7 +598,7 @@ fn credentials_refused_fail_at_once_with_exit_2() {
         LIMIT,
     );
     assert_failed(&run, &proxy, 2, &["401"]);
-    assert_retries(&run, 0, 5);
+    assert_retries(&run, 0, DEFAULT_ATTEMPTS);
     let heads = proxy.count("HEAD", "/blobs/");
     assert!((1..=2).contains(&heads), "{}", proxy.describe());
     assert!(took < Duration::from_secs(5), "took {took:?}");
@@ -608,7 +611,7 @@ fn credentials_refused_fail_at_once_with_exit_2() {
     );
     let (run, _) = run_bounded(args(&layout, &proxy.repo("denied"), &["-t", "v1"]), LIMIT);
     assert_failed(&run, &proxy, 2, &["403"]);
-    assert_retries(&run, 0, 5);
+    assert_retries(&run, 0, DEFAULT_ATTEMPTS);
     assert_eq!(proxy.count("PUT", "/manifests/"), 1, "{}", proxy.describe());
     registry.assert_nothing_tagged("denied", &[&image.manifest.digest]);
 }
@@ -630,7 +633,7 @@ fn other_client_errors_fail_at_once() {
     );
     let (run, _) = run_bounded(args(&layout, &proxy.repo("invalid"), &["-t", "v1"]), LIMIT);
     assert_failed(&run, &proxy, 5, &["400", "MANIFEST_INVALID"]);
-    assert_retries(&run, 0, 5);
+    assert_retries(&run, 0, DEFAULT_ATTEMPTS);
     assert_eq!(proxy.count("PUT", "/manifests/"), 1);
     registry.assert_nothing_tagged("invalid", &[&image.manifest.digest]);
 
@@ -649,7 +652,7 @@ fn other_client_errors_fail_at_once() {
         LIMIT,
     );
     assert_failed(&run, &proxy, 5, &["404", "NAME_UNKNOWN"]);
-    assert_retries(&run, 0, 5);
+    assert_retries(&run, 0, DEFAULT_ATTEMPTS);
     assert_eq!(proxy.count("POST", "/blobs/uploads/"), 1);
     registry.assert_nothing_tagged("unknown", &[&image.manifest.digest]);
 
@@ -668,7 +671,7 @@ fn other_client_errors_fail_at_once() {
         LIMIT,
     );
     assert_failed(&run, &proxy, 4, &["is corrupt"]);
-    assert_retries(&run, 0, 5);
+    assert_retries(&run, 0, DEFAULT_ATTEMPTS);
     assert_eq!(proxy.count("PUT", "/blobs/uploads/"), 1);
     registry.assert_nothing_tagged("corrupt", &[&image.manifest.digest]);
 }
@@ -750,7 +753,7 @@ fn connection_dropped_mid_blob_put_restarts_the_upload() {
     let (run, _) = run_bounded(args(&layout, &repo, &["-t", "v1"]), LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
     assert_pushed(&registry, "app", &image, &["v1"]);
-    assert_retries(&run, 1, 5);
+    assert_retries(&run, 1, DEFAULT_ATTEMPTS);
     let puts = proxy.matching("PUT", hex(&layer.digest));
     assert_eq!(puts.len(), 2, "{}", proxy.describe());
     assert_eq!(puts[0].body_len, 256 * 1024);
@@ -795,7 +798,7 @@ fn connection_dropped_mid_patch_resumes_where_the_registry_says() {
     assert_ok(&run, &proxy, &repo, &image);
     assert_pushed(&registry, "app", &image, &["v1"]);
     assert_eq!(proxy.fired(0), 1);
-    assert_retries(&run, 1, 5);
+    assert_retries(&run, 1, DEFAULT_ATTEMPTS);
 
     // One session for the layer (largest first, so the dropped PATCH is its second chunk),
     // one for the config: resumed, not restarted.
@@ -1041,7 +1044,7 @@ fn a_slow_answer_within_the_timeout_is_waited_for() {
     );
     assert_ok(&run, &proxy, &repo, &image);
     assert_pushed(&registry, "app", &image, &["v1"]);
-    assert_retries(&run, 0, 5);
+    assert_retries(&run, 0, DEFAULT_ATTEMPTS);
     assert!(took >= Duration::from_millis(1500));
     assert_eq!(
         proxy.count("PUT", "/manifests/"),

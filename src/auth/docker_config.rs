@@ -84,6 +84,18 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
     })
 }
 
+/// The credentials a Docker or Podman config's text holds for `repository` in `auths` (no
+/// helper is run), as a push reads them: for the property tests.
+pub fn from_config_text(
+    text: &[u8],
+    repository: &Repository,
+    source: &str,
+) -> Result<Option<Credential>> {
+    let config: serde_json::Value = serde_json::from_slice(text)
+        .map_err(|e| Error::new(Kind::Auth, format!("{source} is not valid JSON: {e}")))?;
+    from_auths(&config, repository, source)
+}
+
 /// The `auths` entry for the repository: the longest key that names its registry, or the
 /// registry and a leading part of its path (Podman allows `host/org` keys).
 fn from_auths(
@@ -100,7 +112,9 @@ fn from_auths(
         .iter()
         .filter_map(|(key, entry)| {
             let key = normalize_key(key);
+            // The registry, or the repository or a namespace of it (as Podman's keys).
             let matches = keys.iter().any(|k| *k == key)
+                || full == key
                 || (full.starts_with(&key) && full[key.len()..].starts_with('/'));
             matches.then_some((key.len(), entry))
         })

@@ -16,6 +16,8 @@ mod bazel_helper;
 mod docker_config;
 mod helper_process;
 
+pub use docker_config::from_config_text;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Instant;

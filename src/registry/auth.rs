@@ -142,8 +142,12 @@ impl Auth {
         })?;
         let token = ["token", "access_token"]
             .iter()
-            .find_map(|k| value.get(*k).and_then(|t| t.as_str()))
-            .filter(|t| !t.is_empty())
+            .find_map(|k| {
+                value
+                    .get(*k)
+                    .and_then(|t| t.as_str())
+                    .filter(|t| !t.is_empty())
+            })
             .ok_or_else(|| {
                 Error::new(
                     Kind::Auth,

@@ -22,16 +22,16 @@ pub struct Refusal {
 impl Refusal {
     /// Reads the error answer of a response with an unexpected status (part of its body).
     pub fn read(response: &mut Response<ureq::Body>, method: &Method) -> Refusal {
-        let body = if *method == Method::HEAD {
-            String::new()
-        } else {
-            response
-                .body_mut()
-                .with_config()
-                .limit(MAX_ERROR_BODY)
-                .read_to_string()
-                .unwrap_or_default()
-        };
+        // The start of a longer body still explains; what is past the bound is never read.
+        let mut bytes = Vec::new();
+        if *method != Method::HEAD {
+            let reader = response.body_mut().as_reader();
+            let _ = std::io::Read::read_to_end(
+                &mut std::io::Read::take(reader, MAX_ERROR_BODY),
+                &mut bytes,
+            );
+        }
+        let body = String::from_utf8_lossy(&bytes);
         let (codes, detail) = describe_body(&body);
         Refusal {
             status: response.status(),

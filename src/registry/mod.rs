@@ -81,7 +81,9 @@ impl Default for Connection {
     }
 }
 
-pub const DEFAULT_RETRIES: u32 = 4;
+/// Enough that a network failing half of all requests still gets a push through
+/// (tests/security.rs), as idpbuilder's 10 do; a refusal (401, 403, 404) is never retried.
+pub const DEFAULT_RETRIES: u32 = 10;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// What a request carries.
@@ -157,21 +159,23 @@ impl<R: Read> Read for Progressing<'_, R> {
     }
 }
 
-/// The blob file shrank under an upload: the layout changed while it was pushed.
+/// The blob file shrank under an upload: the layout changed while it was pushed. The body's
+/// I/O error reaches us as `ureq::Error::Io`, perhaps wrapped in I/O errors of ureq's own,
+/// whose `source()` skips the inner error.
 fn shrunk_file(e: &ureq::Error) -> Option<&Shrunk> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(error) = source {
+    let ureq::Error::Io(io) = e else {
+        return None;
+    };
+    let mut error: &(dyn std::error::Error + 'static) = io;
+    loop {
         if let Some(shrunk) = error.downcast_ref::<Shrunk>() {
             return Some(shrunk);
         }
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            if let Some(shrunk) = io.get_ref().and_then(|i| i.downcast_ref::<Shrunk>()) {
-                return Some(shrunk);
-            }
-        }
-        source = error.source();
+        error = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref()?,
+            None => error.source()?,
+        };
     }
-    None
 }
 
 pub struct Client {
@@ -581,12 +585,18 @@ impl Client {
             let refusal = Refusal::read(&mut response, &method);
             return Err(self.refusal_error(refusal, &method, realm, what));
         }
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| transport_error(e, &Method::GET, realm, what).0)?;
+        let body = crate::files::read_at_most(response.body_mut().as_reader(), MAX_TOKEN_ANSWER)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => Error::new(
+                    Kind::Auth,
+                    format!(
+                        "{what}: token server {} answered more than {}, which is no token",
+                        redact(realm),
+                        crate::units::human_size(MAX_TOKEN_ANSWER)
+                    ),
+                ),
+                _ => transport_error(ureq::Error::Io(e), &method, realm, what).0,
+            })?;
         self.auth.set_token(&body, &redact(realm))
     }
 
@@ -828,6 +838,9 @@ fn rewind(payload: Payload, what: &str) -> Result<()> {
         .map(|_| ())
         .map_err(|e| Error::usage(format!("{what}: cannot seek in the file: {e}")))
 }
+
+/// A token answer is a JSON object of a few KiB (a JWT and its lifetime).
+const MAX_TOKEN_ANSWER: u64 = 1 << 20;
 
 /// Redirects followed for one request: a registry sends one at most (to its storage).
 const MAX_REDIRECTS: usize = 5;

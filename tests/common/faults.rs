@@ -53,6 +53,9 @@ pub enum When {
     Every,
     /// The first K matching requests.
     FirstK(usize),
+    /// About `percent` in 100 of the matching requests, drawn by a coin seeded with `seed`:
+    /// the same requests every run, different ones for another seed.
+    Chance { percent: u64, seed: u64 },
 }
 
 /// What the proxy does to a request instead of (or on top of) forwarding it.
@@ -81,6 +84,8 @@ pub enum Fault {
     DropResponse,
     /// Close as soon as the request head is read; unread body bytes make it a TCP reset.
     Reset,
+    /// One of these, drawn by the rule's coin (with [`When::Chance`]) or in turn.
+    OneOf(Vec<Fault>),
 }
 
 impl Fault {
@@ -194,6 +199,7 @@ impl Fault {
             Fault::Truncate => "truncate",
             Fault::DropResponse => "drop-response",
             Fault::Reset => "reset",
+            Fault::OneOf(_) => "one-of",
         }
     }
 }
@@ -391,18 +397,37 @@ impl Shared {
                 continue;
             }
             armed.matched += 1;
+            let draw = match armed.rule.when {
+                When::Chance { seed, .. } => coin(seed, armed.matched as u64),
+                _ => armed.matched as u64,
+            };
             let turn = match armed.rule.when {
                 When::Nth(n) => armed.matched == n,
                 When::Every => true,
                 When::FirstK(k) => armed.matched <= k,
+                When::Chance { percent, .. } => draw % 100 < percent,
             };
             if turn && chosen.is_none() {
                 armed.fired += 1;
-                chosen = Some((index, armed.rule.fault.clone()));
+                let fault = match &armed.rule.fault {
+                    Fault::OneOf(faults) if !faults.is_empty() => {
+                        faults[(draw / 100) as usize % faults.len()].clone()
+                    }
+                    fault => fault.clone(),
+                };
+                chosen = Some((index, fault));
             }
         }
         chosen
     }
+}
+
+/// A number drawn from `seed` and `n` (splitmix64): a coin that is the same every run.
+fn coin(seed: u64, n: u64) -> u64 {
+    let mut x = seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 /// The fault-injecting proxy; stops (and ends every stall) when dropped.

@@ -147,12 +147,26 @@ impl Sandbox {
     /// entry wins; an empty value sets the variable to the empty string). `stdin` is written
     /// to its standard input (closed otherwise). Fails the test after [`RUN_TIMEOUT`].
     pub fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        self.run_from(None, args, env, stdin)
+    }
+
+    /// [`Sandbox::run`] in `cwd` (else the test's own working directory).
+    pub fn run_from(
+        &self,
+        cwd: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> Run {
         let path = format!(
             "{}:{}",
             self.bin().display(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
         );
         let mut command = Command::new(env!("CARGO_BIN_EXE_oci-push"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
         command
             .args(args)
             .env_clear()
