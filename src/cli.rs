@@ -54,7 +54,7 @@ CONNECTION:
     --insecure               Use HTTPS but do not verify the registry's certificate: its
                              own host and port only (token realms and storage hosts
                              elsewhere are still verified); also allows a plain-HTTP
-                             token realm.
+                             token realm on the registry's own host.
     --plain-http             Use plain HTTP. Registries on localhost, 127.0.0.0/8 and [::1]
                              (addresses, not names) get HTTPS when they speak it and
                              plain HTTP otherwise.

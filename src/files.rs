@@ -12,13 +12,17 @@ use crate::units::human_size;
 /// The whole of a regular file of at most `limit` bytes. The error says which rule the file
 /// broke (not a regular file, too large) in words meant for `cannot read X: {error}`.
 pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let file = File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
+    // Checked before opening too: opening a FIFO blocks until something writes to it.
+    let regular = |meta: std::fs::Metadata| match meta.is_file() {
+        true => Ok(()),
+        false => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file; give the path of a file",
-        ));
-    }
+        )),
+    };
+    regular(std::fs::metadata(path)?)?;
+    let file = File::open(path)?;
+    regular(file.metadata()?)?;
     read_at_most(file, limit)
 }
 
@@ -59,6 +63,12 @@ mod tests {
         let err = read_bounded(dir.path(), 4).unwrap_err();
         assert!(err.to_string().starts_with("not a regular file"), "{err}");
         let err = read_bounded(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        // A FIFO nobody writes to: refused, not waited on.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let err = read_bounded(&fifo, 1 << 20).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(
             read_at_most(io::repeat(0), 10).unwrap_err().kind(),

@@ -137,11 +137,7 @@ impl Repository {
     /// `localhost` (whose addresses the client still checks). A DNS name such as
     /// `127.0.0.1.example.com` can resolve anywhere.
     pub fn is_loopback(&self) -> bool {
-        let host = self.hostname();
-        host.eq_ignore_ascii_case("localhost")
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
+        crate::registry::is_loopback_host(self.hostname())
     }
 }
 

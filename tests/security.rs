@@ -59,6 +59,76 @@ fn insecure_allows_a_plain_http_token_realm() {
 }
 
 #[test]
+fn insecure_allows_a_plain_http_realm_on_the_registry_s_host_only() {
+    let server = TokenServer::start(Policy::default());
+    let mut config = server.config();
+    config.realm = config.realm.replace("127.0.0.1", "localhost");
+    let registry = Registry::start_with(RegistryOptions {
+        tls: Some(Tls::localhost()),
+        htpasswd: None,
+        token: Some(config),
+    });
+    let (_image, layout) = image(223);
+    let run = push_as_alice(&layout, &registry.repo("realm/app"), &["--insecure"]);
+    assert_refused(
+        &run,
+        &registry,
+        "realm/app",
+        2,
+        &["plain-HTTP token realm", "on the registry's own host only"],
+    );
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+}
+
+/// The port of a `http://127.0.0.1:PORT/...` URL.
+fn port_of(url: &str) -> u16 {
+    let authority = url.split('/').nth(2).expect("an absolute URL");
+    authority
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a port")
+}
+
+#[test]
+fn a_refresh_token_is_not_sent_after_a_redirect_to_another_origin() {
+    // The realm answers the token POST with a 307 elsewhere: following it would send the
+    // body, which holds the identity (refresh) token, to another host.
+    let server = TokenServer::start(Policy::default());
+    let token_port = port_of(&server.realm());
+    let elsewhere = FaultProxy::start_to(token_port, vec![]);
+    let moved = Fault::status(307).with_header("Location", &format!("{}/token", elsewhere.url()));
+    let front = FaultProxy::start_to(token_port, vec![Rule::every("POST", "/token", moved)]);
+    let mut config = server.config();
+    config.realm = format!("{}/token", front.url());
+    let registry = Registry::start_with(RegistryOptions::token(config));
+    let sandbox = Sandbox::new();
+    sandbox.home_docker_config(&serde_json::json!({
+        "auths": { registry.host(): { "identitytoken": REFRESH_TOKEN } }
+    }));
+    let (_image, layout) = image(224);
+    let run = sandbox.run(
+        &push_args(&layout, &registry.repo("rt/app"), &[]),
+        &[],
+        None,
+    );
+    assert_refused(
+        &run,
+        &registry,
+        "rt/app",
+        2,
+        &[&format!(
+            "redirected the request to {}/token, another origin; its body holds a credential",
+            elsewhere.url()
+        )],
+    );
+    assert_eq!(front.count("POST", "/token"), 1, "{}", front.describe());
+    assert!(elsewhere.requests().is_empty(), "{}", elsewhere.describe());
+    run.assert_no_secrets(&[REFRESH_TOKEN]);
+}
+
+#[test]
 fn a_helper_s_headers_do_not_follow_a_redirect_to_another_origin() {
     // The front answers the HEAD of one blob with a 307 to another origin (a second proxy in
     // front of the same registry, as a CDN or storage host would be): the request is followed
@@ -222,6 +292,34 @@ fn alive(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|stat| !stat.contains(") Z "))
         .unwrap_or(false)
+}
+
+#[test]
+fn a_helper_that_answered_is_not_waited_for_by_what_it_left_running() {
+    // A helper that answers and exits, leaving a child of its own holding its output open:
+    // its answer is taken, not timed out 30 s later.
+    let registry = Registry::start();
+    let sandbox = Sandbox::new();
+    let helper = sandbox.script(
+        "forking-helper",
+        "#!/bin/sh\ncat >/dev/null\nprintf '%s\\n' '{\"headers\":{\"x-api-key\":[\"k-1\"]}}'\n\
+         sleep 20 &\nexit 0\n",
+    );
+    let (image, layout) = image(222);
+    let repo = registry.repo("forking/app");
+    let helper = helper.display().to_string();
+    let started = Instant::now();
+    let run = sandbox.run(
+        &push_args(&layout, &repo, &["--credential-helper", &helper]),
+        &[],
+        None,
+    );
+    assert_pushed(&run, &registry, &repo, "forking/app", &image);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -429,12 +527,7 @@ fn insecure_does_not_cover_a_token_realm_on_another_origin() {
 // Bounded reads
 
 fn offline(args: &[&str], stdin: Option<&str>) -> Run {
-    let (run, _) = {
-        let sandbox = Sandbox::new();
-        let started = Instant::now();
-        (sandbox.run(args, &[], stdin), started.elapsed())
-    };
-    run
+    Sandbox::new().run(args, &[], stdin)
 }
 
 #[test]
@@ -462,6 +555,31 @@ fn files_that_are_not_regular_or_too_large_are_refused() {
     );
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.error().contains("not a regular file"), "{}", run.stderr);
+    // A FIFO nobody writes to: opening it would wait for a writer forever.
+    let fifo = layout.path().join("tags.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let fifo = fifo.display().to_string();
+    let run = offline(&["--verify", "--layout", &dir, "--tags-file", &fifo], None);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.error().contains("not a regular file"), "{}", run.stderr);
+    // --ca-file is read before any request.
+    let run = offline(
+        &[
+            "--layout",
+            &dir,
+            "-r",
+            "registry.invalid/app",
+            "--ca-file",
+            "/dev/zero",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.error(),
+        "cannot read --ca-file /dev/zero: not a regular file; give the path of a file"
+    );
 
     // index.json over 16 MiB (valid JSON all the same).
     let (_image, big_index) = image(214);

@@ -8,7 +8,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Kind, Result};
-use crate::files::read_at_most;
 use crate::units::{human_duration, human_size};
 
 /// How long one helper may take. Bazel gives its helpers 10 s by default; a helper that asks
@@ -16,6 +15,8 @@ use crate::units::{human_duration, human_size};
 pub const HELPER_TIME_LIMIT: Duration = Duration::from_secs(30);
 /// A helper's answer is a small JSON object; this is far more than any real one.
 pub const MAX_HELPER_OUTPUT: u64 = 1 << 20;
+/// How long the output of a helper that exited may take to end (see `run`).
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 /// How much of a failed helper's stderr a message shows.
 const SHOWN_STDERR_CHARS: usize = 200;
 
@@ -67,67 +68,96 @@ pub fn run(
         // is judged by its exit status.
         let _ = stdin.write_all(input);
     }
-    let (sender, streams) = mpsc::channel();
-    for (name, stream) in [
-        (
-            "stdout",
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ),
-        (
-            "stderr",
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ),
-    ] {
-        let Some(stream) = stream else { continue };
+    // The streams arrive in chunks over a bounded channel, so that a helper printing without
+    // end is stopped at the limit and never buffered past it.
+    let (sender, chunks) = mpsc::sync_channel::<(usize, Option<Vec<u8>>)>(16);
+    let streams: [Option<Box<dyn Read + Send>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ];
+    let mut done = [false; 2];
+    for (index, stream) in streams.into_iter().enumerate() {
+        let Some(mut stream) = stream else {
+            done[index] = true;
+            continue;
+        };
         let sender = sender.clone();
-        // Not joined: a helper's own child may hold the pipe open after the helper is killed.
+        // Not joined: a helper's own child may hold the pipe open after the helper is gone.
         std::thread::spawn(move || {
-            let _ = sender.send((name, read_at_most(stream, MAX_HELPER_OUTPUT)));
+            let mut buffer = vec![0; 8192];
+            loop {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if sender.send((index, Some(buffer[..n].to_vec()))).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = sender.send((index, None));
         });
     }
     drop(sender);
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match streams.recv_timeout(left) {
-            Ok((name, Ok(bytes))) => match name {
-                "stdout" => stdout = bytes,
-                _ => stderr = bytes,
-            },
-            Ok((name, Err(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
-                stop(&mut child);
-                return Err(fail(
-                    Kind::Auth,
-                    format!(
-                        "it printed more than {} on {name}, far more than an answer; it was stopped",
-                        human_size(MAX_HELPER_OUTPUT)
-                    ),
-                ));
+    let mut output = [Vec::new(), Vec::new()];
+    let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
+    while done != [true, true] {
+        // A helper that exited may have left a child of its own holding its output open:
+        // what it printed is all there, so wait no longer than a moment for the end.
+        if exited.is_some_and(|(_, at)| at.elapsed() > EXIT_GRACE) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            stop(&mut child);
+            return Err(timed_out(source, &limit_name));
+        }
+        match chunks.recv_timeout(Duration::from_millis(10)) {
+            Ok((index, Some(bytes))) => {
+                output[index].extend_from_slice(&bytes);
+                if output[index].len() as u64 > MAX_HELPER_OUTPUT {
+                    stop(&mut child);
+                    let name = ["stdout", "stderr"][index];
+                    return Err(fail(
+                        Kind::Auth,
+                        format!(
+                            "it printed more than {} on {name}, far more than an answer; it was stopped",
+                            human_size(MAX_HELPER_OUTPUT)
+                        ),
+                    ));
+                }
             }
-            Ok((_, Err(_))) => {}
+            Ok((index, None)) => done[index] = true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                stop(&mut child);
-                return Err(timed_out(source, &limit_name));
+        }
+        if exited.is_none() {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some((status, Instant::now()));
             }
         }
     }
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => {
-                stop(&mut child);
-                return Err(timed_out(source, &limit_name));
+    let [stdout, stderr] = output;
+    let status = match exited {
+        Some((status, _)) => status,
+        None => loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Ok(None) => {
+                    stop(&mut child);
+                    return Err(timed_out(source, &limit_name));
+                }
+                Err(e) => return Err(fail(Kind::Auth, format!("cannot run it: {e}"))),
             }
-            Err(e) => return Err(fail(Kind::Auth, format!("cannot run it: {e}"))),
-        }
+        },
     };
     if status.success() {
         return Ok(Outcome::Answered(stdout));

@@ -21,6 +21,7 @@ mod proxy;
 mod resolve;
 mod retry;
 mod tls;
+mod url;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -37,6 +38,8 @@ use crate::reference::Repository;
 use crate::report;
 
 pub use error::Refusal;
+use url::{authority, form_encode, same_origin};
+pub use url::{is_loopback_host, redact, with_query};
 
 /// How to reach a registry, from the command line.
 #[derive(Clone, Debug)]
@@ -93,6 +96,9 @@ pub enum Payload<'a> {
     Bytes(&'a [u8]),
     /// Part or all of a file, streamed.
     File(FileBody<'a>),
+    /// A body that is itself a credential (the token form with a refresh token): it is sent
+    /// to its own origin only, never after a redirect elsewhere.
+    Secret(&'a [u8]),
 }
 
 /// `len` bytes of `file` from `offset`, streamed as a request body; `progress` hears how far
@@ -159,6 +165,15 @@ impl<R: Read> Read for Progressing<'_, R> {
     }
 }
 
+/// Where a redirect answer sends the request: its `Location`, made absolute.
+fn redirect_target(response: &Response<ureq::Body>, url: &str) -> Option<String> {
+    if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = response.headers().get("location")?.to_str().ok()?.trim();
+    Some(url::resolve(url, location))
+}
+
 /// The blob file shrank under an upload: the layout changed while it was pushed. The body's
 /// I/O error reaches us as `ureq::Error::Io`, perhaps wrapped in I/O errors of ureq's own,
 /// whose `source()` skips the inner error.
@@ -196,6 +211,8 @@ pub struct Client {
     unverified: Option<Agent>,
     tls: Tls,
     proxies: proxy::Proxies,
+    /// Shared by the agents: the loopback check and the requests see the same addresses.
+    resolver: resolve::Remembering,
     /// The registry's name for messages (`host:port`).
     registry: String,
     auth: auth::Auth,
@@ -220,9 +237,10 @@ impl Client {
         scopes: &[String],
     ) -> Result<Client> {
         let host = repository.api_host();
+        let resolver = resolve::Remembering::default();
         let loopback = repository.is_loopback()
             && !connection.plain_http
-            && resolves_to_loopback_only(repository.hostname());
+            && resolves_to_loopback_only(&resolver, host);
         let scheme = match connection.plain_http || loopback {
             true => "http",
             false => "https",
@@ -230,16 +248,17 @@ impl Client {
         let client = Client {
             base: RwLock::new(format!("{scheme}://{host}")),
             unsettled: Mutex::new(loopback),
-            plain: new_agent(tls::without_system_roots()),
+            plain: new_agent(tls::without_system_roots(), &resolver),
             https: OnceLock::new(),
             unverified: connection
                 .insecure
-                .then(|| new_agent(tls::without_verification())),
+                .then(|| new_agent(tls::without_verification(), &resolver)),
             tls: Tls {
                 ca_file: connection.ca_file.clone(),
                 insecure: connection.insecure,
             },
             proxies: proxy::Proxies::from_env()?,
+            resolver,
             registry: repository.registry().to_string(),
             auth: auth::Auth::new(credential, scopes),
             verbose: connection.verbose,
@@ -277,7 +296,7 @@ impl Client {
         if let Some(agent) = self.https.get() {
             return Ok(agent.clone());
         }
-        let agent = new_agent(tls::config(self.tls.ca_file.as_deref())?);
+        let agent = new_agent(tls::config(self.tls.ca_file.as_deref())?, &self.resolver);
         Ok(self.https.get_or_init(|| agent).clone())
     }
 
@@ -294,11 +313,7 @@ impl Client {
     /// The absolute URL of a registry path (`/v2/...`) or of a `Location` the registry sent,
     /// which may be relative or absolute.
     pub fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
-            path_or_url.to_string()
-        } else {
-            format!("{}{path_or_url}", self.base())
-        }
+        url::resolve(&self.base(), path_or_url)
     }
 
     /// Sends one request, authorized when it goes to the registry itself. `what` names the
@@ -464,8 +479,14 @@ impl Client {
 
     /// The error for a registry's refusal of a request.
     pub fn refusal_error(&self, refusal: Refusal, method: &Method, url: &str, what: &str) -> Error {
+        self.refusal_at(refusal, method, &self.current(url), what)
+    }
+
+    /// [`Client::refusal_error`] for a request to `url` as it was sent (a token realm, which
+    /// the registry's scheme says nothing about).
+    fn refusal_at(&self, refusal: Refusal, method: &Method, url: &str, what: &str) -> Error {
         let is_auth = refusal.is_auth();
-        let error = refusal.into_error(method, &self.current(url));
+        let error = refusal.into_error(method, url);
         match is_auth {
             true => self.refused_error(error).context(what),
             false => error.context(what),
@@ -526,17 +547,23 @@ impl Client {
             self.auth.credential.secret,
             Secret::Basic { .. } | Secret::IdentityToken { .. }
         );
+        // --insecure says the user trusts the registry's host as it is, not other hosts.
+        let trusted_anyway = self.tls.insecure && url::host(realm) == url::host(&self.base());
         if realm.starts_with("http://")
             && self.base().starts_with("https://")
             && has_secret
-            && !self.tls.insecure
+            && !trusted_anyway
         {
+            let way_out = match self.tls.insecure {
+                true => "(--insecure allows one on the registry's own host only)",
+                false => "or pass --insecure to allow it on the registry's own host",
+            };
             return Err(Error::new(
                 Kind::Auth,
                 format!(
                     "{what}: {} speaks HTTPS but names a plain-HTTP token realm, {}; the \
                      credentials from {} are not sent there in clear: fix the registry's token \
-                     realm, or pass --insecure to allow it",
+                     realm, {way_out}",
                     self.registry,
                     redact(realm),
                     self.auth.credential.source
@@ -561,7 +588,7 @@ impl Client {
                     "content-type".to_string(),
                     "application/x-www-form-urlencoded".to_string(),
                 )];
-                let body = Payload::Bytes(form.as_bytes());
+                let body = Payload::Secret(form.as_bytes());
                 (
                     Method::POST,
                     self.raw(&Method::POST, realm, &headers, &[], body, what),
@@ -583,7 +610,7 @@ impl Client {
             // As any refusal (detail, Retry-After, transient for 429 and 5xx), named by the
             // realm without its query.
             let refusal = Refusal::read(&mut response, &method);
-            return Err(self.refusal_error(refusal, &method, realm, what));
+            return Err(self.refusal_at(refusal, &method, realm, what));
         }
         let body = crate::files::read_at_most(response.body_mut().as_reader(), MAX_TOKEN_ANSWER)
             .map_err(|e| match e.kind() {
@@ -622,7 +649,17 @@ impl Client {
             if hop > 0 {
                 rewind(payload, what).map_err(|e| (e, false))?;
             }
-            let sent = match same_origin(&url, first) {
+            let home = same_origin(&url, first);
+            if matches!(payload, Payload::Secret(_)) && !home {
+                let message = format!(
+                    "{what}: {} redirected the request to {}, another origin; its body holds \
+                     a credential and is not sent there",
+                    redact(first),
+                    redact(&url)
+                );
+                return Err((Error::new(Kind::Auth, message), false));
+            }
+            let sent = match home {
                 true => &all[..],
                 false => headers,
             };
@@ -702,7 +739,7 @@ impl Client {
                 remaining,
                 proxy,
             ),
-            Payload::Bytes(bytes) => run(
+            Payload::Bytes(bytes) | Payload::Secret(bytes) => run(
                 &agent,
                 builder.body(bytes).map_err(bad_request)?,
                 remaining,
@@ -739,17 +776,18 @@ impl Client {
                 redact(url)
             ));
         }
-        result.map_err(|e| match (&e, self.policy.remaining()) {
-            (ureq::Error::Timeout(_), None) => (self.policy.timed_out(what), false),
-            _ if shrunk_file(&e).is_some() => {
-                let why = shrunk_file(&e).map(ToString::to_string).unwrap_or_default();
+        result.map_err(|e| {
+            if matches!(e, ureq::Error::Timeout(_)) && self.policy.remaining().is_none() {
+                return (self.policy.timed_out(what), false);
+            }
+            if let Some(shrunk) = shrunk_file(&e) {
                 let message = format!(
-                    "{what}: the file changed while uploading ({why}); something rewrote the \
+                    "{what}: the file changed while uploading ({shrunk}); something rewrote the \
                      layout during the push: rebuild the image and push again"
                 );
-                (Error::invalid(message), false)
+                return (Error::invalid(message), false);
             }
-            _ => transport_error(e, method, url, what),
+            transport_error(e, method, url, what)
         })
     }
 
@@ -805,7 +843,7 @@ pub mod parsers {
 }
 
 /// The one agent (connection pool) of a client.
-fn new_agent(tls: ureq::tls::TlsConfig) -> Agent {
+fn new_agent(tls: ureq::tls::TlsConfig, resolver: &resolve::Remembering) -> Agent {
     let config = Agent::config_builder()
         // Error statuses are answers to read (the registry's error body), not failures.
         .http_status_as_error(false)
@@ -824,7 +862,7 @@ fn new_agent(tls: ureq::tls::TlsConfig) -> Agent {
     Agent::with_parts(
         config,
         ureq::unversioned::transport::DefaultConnector::new(),
-        resolve::Remembering::default(),
+        resolver.clone(),
     )
 }
 
@@ -849,109 +887,14 @@ fn is_get_or_head(method: &Method) -> bool {
     *method == Method::GET || *method == Method::HEAD
 }
 
-/// Where a redirect answer sends the request: its `Location`, made absolute.
-fn redirect_target(response: &Response<ureq::Body>, url: &str) -> Option<String> {
-    if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
-        return None;
-    }
-    let location = response.headers().get("location")?.to_str().ok()?.trim();
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return Some(location.to_string());
-    }
-    let (scheme, rest) = url.split_once("://")?;
-    let host = authority(url);
-    if let Some(path) = location.strip_prefix("//") {
-        return Some(format!("{scheme}://{path}"));
-    }
-    if location.starts_with('/') {
-        return Some(format!("{scheme}://{host}{location}"));
-    }
-    let path = rest[host.len()..].split(['?', '#']).next().unwrap_or("");
-    let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
-    Some(format!("{scheme}://{host}{dir}/{location}"))
-}
-
-/// Whether two absolute URLs share scheme, host and port (default ports spelt out or not):
-/// credentials given for one may go to the other.
-fn same_origin(a: &str, b: &str) -> bool {
-    origin(a) == origin(b)
-}
-
-fn origin(url: &str) -> (String, String) {
-    let scheme = url
-        .split_once("://")
-        .map_or("", |(s, _)| s)
-        .to_ascii_lowercase();
-    let host = authority(url).to_ascii_lowercase();
-    let default = match scheme.as_str() {
-        "https" => ":443",
-        _ => ":80",
-    };
-    // IPv6 hosts are bracketed, so the suffix is always a port.
-    match host.strip_suffix(default) {
-        Some(bare) => (scheme, bare.to_string()),
-        None => (scheme, host),
-    }
-}
-
-/// Whether every address `hostname` names is on this machine: only then may a "loopback"
-/// registry get plain HTTP. An IP literal is asked nothing; a name that does not resolve is
-/// not loopback (and its HTTPS request then says it does not resolve).
-fn resolves_to_loopback_only(hostname: &str) -> bool {
-    use std::net::ToSocketAddrs;
-    if let Ok(ip) = hostname.parse::<std::net::IpAddr>() {
-        return ip.is_loopback();
-    }
-    match (hostname, 0).to_socket_addrs() {
-        Ok(addresses) => {
-            let addresses: Vec<_> = addresses.collect();
-            !addresses.is_empty() && addresses.iter().all(|a| a.ip().is_loopback())
-        }
-        Err(_) => false,
-    }
-}
-
-/// `host:port` of an absolute URL, for deciding where credentials may go.
-fn authority(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.split(['/', '?', '#']).next().unwrap_or(rest)
-}
-
-/// A URL as it may be shown: upload session URLs carry state in their query (distribution's
-/// `_state`, S3 signatures, GCS upload ids), and a token realm's query a refresh token, so no
-/// query is.
-pub fn redact(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?…"),
-        None => url.to_string(),
-    }
-}
-
-/// `url` with `pairs` added to its query (`?` or `&`), percent-encoded.
-pub fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{}", form_encode(pairs))
-}
-
-/// `application/x-www-form-urlencoded`, also right for a query string.
-fn form_encode(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// Whether every address `authority` names is on this machine: only then may a "loopback"
+/// registry get plain HTTP. The answer is remembered by `resolver`, so the requests go to the
+/// addresses checked. A name that does not resolve is not loopback (and its HTTPS request then
+/// says it does not resolve).
+fn resolves_to_loopback_only(resolver: &resolve::Remembering, authority: &str) -> bool {
+    resolver
+        .addresses(authority)
+        .is_some_and(|a| !a.is_empty() && a.iter().all(|a| a.ip().is_loopback()))
 }
 
 fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> (Error, bool) {
@@ -1002,29 +945,4 @@ fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> (E
         error
     };
     (error, certificate)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authority_and_redaction() {
-        assert_eq!(authority("https://r.io:5000/v2/x?y"), "r.io:5000");
-        assert_eq!(authority("http://[::1]:80/v2/"), "[::1]:80");
-        assert_eq!(authority("http://h"), "h");
-        assert_eq!(
-            redact("http://h/v2/x/blobs/uploads/u?_state=abc&digest=sha256%3A1"),
-            "http://h/v2/x/blobs/uploads/u?…"
-        );
-        assert_eq!(redact("http://h/v2/"), "http://h/v2/");
-    }
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(
-            form_encode(&[("scope", "repository:a/b:pull,push"), ("service", "reg x")]),
-            "scope=repository%3Aa%2Fb%3Apull%2Cpush&service=reg%20x"
-        );
-    }
 }

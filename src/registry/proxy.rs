@@ -20,6 +20,7 @@ use std::net::IpAddr;
 
 use ureq::Proxy;
 
+use super::url::{is_loopback_host, split_authority};
 use crate::error::{Error, Result};
 
 /// The proxies of the environment, read once.
@@ -92,7 +93,7 @@ impl Proxies {
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
         let (host, port) = split_authority(authority, if scheme == "https" { 443 } else { 80 })?;
-        if is_loopback(&host) || self.no_proxy.iter().any(|n| n.matches(&host, port)) {
+        if is_loopback_host(&host) || self.no_proxy.iter().any(|n| n.matches(&host, port)) {
             return None;
         }
         Some(proxy.clone())
@@ -174,32 +175,6 @@ fn in_network(address: IpAddr, network: IpAddr, bits: u8) -> bool {
     shift >= width || (a >> shift) == (n >> shift)
 }
 
-/// `host` (lower case, IPv6 without brackets) and port of `host[:port]` or `[v6][:port]`.
-fn split_authority(authority: &str, default_port: u16) -> Option<(String, u16)> {
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(rest) => {
-            let (host, after) = rest.split_once(']')?;
-            (host, after.strip_prefix(':'))
-        }
-        None => match authority.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') => (host, Some(port)),
-            _ => (authority, None),
-        },
-    };
-    let port = match port {
-        Some(port) => port.parse().ok()?,
-        None => default_port,
-    };
-    Some((host.to_ascii_lowercase(), port))
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +221,6 @@ mod tests {
             "http://127.0.0.1:5000/v2/",
             "http://127.9.9.9/v2/",
             "https://[::1]:5000/v2/",
-            "http://reg.localhost:80/",
         ] {
             assert_eq!(via(&p, url), None, "{url}");
         }

@@ -9,6 +9,9 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::error::{Error, Result};
 
+/// A CA bundle: the whole Mozilla set is about 200 KiB.
+const MAX_CA_FILE_BYTES: u64 = 16 << 20;
+
 /// For the agent that sends only `http://` URLs (every `https://` one goes to the agent built
 /// with [`config`]): the compiled-in Mozilla roots, which cost nothing to set up.
 pub fn without_system_roots() -> TlsConfig {
@@ -29,7 +32,7 @@ pub fn config(ca_file: Option<&Path>) -> Result<TlsConfig> {
         .map(|der| Certificate::from_der(der.as_ref()).to_owned())
         .collect();
     if let Some(path) = ca_file {
-        let bytes = std::fs::read(path)
+        let bytes = crate::files::read_bounded(path, MAX_CA_FILE_BYTES)
             .map_err(|e| Error::usage(format!("cannot read --ca-file {}: {e}", path.display())))?;
         let before = roots.len();
         for item in ureq::tls::parse_pem(&bytes) {
