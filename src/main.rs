@@ -65,7 +65,10 @@ fn push(plan: Plan) -> Result<()> {
     };
     let layout = Layout::open(&plan.layout)?;
     if plan.connection.insecure {
-        eprintln!("warning: --insecure: the registry's TLS certificate is not verified");
+        eprintln!(
+            "warning: --insecure: the TLS certificate of {} is not verified (other hosts' still are)",
+            repository.registry()
+        );
     }
     let reporter = report::Reporter::new(plan.style(), &repository.to_string(), &layout);
     // The digest file is part of the outcome: written before the summary and the JSON, so
