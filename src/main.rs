@@ -23,7 +23,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    match cli::parse(std::env::args_os().skip(1))? {
+    let command = cli::parse(std::env::args_os().skip(1))?;
+    if let Command::Push(plan) = &command {
+        report::install_logger(plan.connection.verbose);
+    }
+    match command {
         Command::Help => print(cli::HELP.trim_end()),
         Command::Version => print(&format!(
             "oci-push {} (commit {})",

@@ -30,6 +30,36 @@ pub fn log(text: &str) {
     }
 }
 
+/// Prints the transport's diagnostics (the `log` facade) as [`log`] lines: warnings (`retry:`)
+/// always, debug lines (every request) with `--verbose`. Only this program's own records are
+/// printed: a library's debug output could show headers, credentials included.
+struct Diagnostics;
+
+impl log::Log for Diagnostics {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.target().starts_with("oci_push") && metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            log(&record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger for the transport's diagnostics; `verbose` adds a line per request.
+pub fn install_logger(verbose: bool) {
+    static DIAGNOSTICS: Diagnostics = Diagnostics;
+    // Only the first call installs it; a second (tests in one process) keeps the first.
+    let _ = log::set_logger(&DIAGNOSTICS);
+    log::set_max_level(match verbose {
+        true => log::LevelFilter::Debug,
+        false => log::LevelFilter::Warn,
+    });
+}
+
 /// How progress is shown on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {

@@ -12,7 +12,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A registry asking for more than this is waited for this long, then asked again.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Policy {
     /// Retries after the first attempt.
     pub retries: u32,
@@ -47,6 +47,24 @@ impl Policy {
         )
     }
 
+    /// Runs a step (one request, or a whole blob upload) again while it fails transiently.
+    /// A failure the retries did not cure comes back spent, so that an enclosing step does not
+    /// retry it again: `--retries N` is N retries of a request, not N of each layer.
+    pub fn retrying<T>(&self, what: &str, mut step: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut attempt = 1;
+        loop {
+            match step() {
+                Err(e) if e.is_transient() => {
+                    if !self.again(attempt, e.retry_after(), what, &e.to_string())? {
+                        return Err(e.spent());
+                    }
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// After failed attempt `attempt` (1 for the first): gives up (returns false) when no
     /// retry is left, else logs one line, waits and returns true. Fails with a timeout when
     /// the wait would end past the deadline.
@@ -67,12 +85,12 @@ impl Policy {
             Some(left) if left > wait => {}
             _ => return Err(self.timed_out(what)),
         }
-        crate::report::log(&format!(
+        log::warn!(
             "retry: {why}; attempt {} of {} in {}",
             attempt + 1,
             self.retries + 1,
             human_duration(wait)
-        ));
+        );
         std::thread::sleep(wait);
         Ok(true)
     }
