@@ -101,6 +101,7 @@ EXIT CODES:
     4  invalid input: layout, blob, manifest, tag or repository
     5  the registry rejected a request (other 4xx/5xx; its error code is shown)
     6  timeout
+    7  a tag names another digest and the registry will not move it (immutable)
 ";
 
 /// Where the repository comes from; the last flag given wins.

@@ -24,6 +24,8 @@ pub enum Kind {
     Rejected,
     /// A request or the whole push took too long (exit 6).
     Timeout,
+    /// The registry will not move a tag that names another digest: immutable tags (exit 7).
+    Immutable,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             Kind::Invalid => 4,
             Kind::Rejected => 5,
             Kind::Timeout => 6,
+            Kind::Immutable => 7,
         }
     }
 }

@@ -41,6 +41,26 @@ impl Refusal {
         }
     }
 
+    /// A refusal as a registry would send it, for tests.
+    pub fn new(status: StatusCode, codes: &[&str]) -> Refusal {
+        Refusal {
+            status,
+            codes: codes.iter().map(|c| c.to_string()).collect(),
+            detail: String::new(),
+            retry_after: None,
+        }
+    }
+
+    /// `: CODE: message; ...`, or the start of a body in another form, or nothing.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// Worth another try (408, 429, 5xx).
+    pub fn is_transient(&self) -> bool {
+        is_transient(self.status)
+    }
+
     pub fn has_code(&self, code: &str) -> bool {
         self.codes.iter().any(|c| c == code)
     }

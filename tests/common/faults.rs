@@ -86,6 +86,52 @@ pub enum Fault {
     Reset,
     /// One of these, drawn by the rule's coin (with [`When::Chance`]) or in turn.
     OneOf(Vec<Fault>),
+    /// Forward, then change the registry's answer as another registry would send it.
+    Rewrite(Vec<Edit>),
+}
+
+/// A change to a forwarded answer, for [`Fault::Rewrite`]: another registry's manners.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edit {
+    Status(u16),
+    /// Sets (replaces) a header.
+    Header(String, String),
+    RemoveHeader(String),
+    /// `Location: http://host:port/v2/...` as `/v2/...`, as GHCR and GAR send it.
+    RelativeLocation,
+}
+
+impl Edit {
+    pub fn header(name: &str, value: &str) -> Edit {
+        Edit::Header(name.to_string(), value.to_string())
+    }
+
+    fn apply(&self, answer: &mut Answer) {
+        match self {
+            Edit::Status(status) => {
+                answer.status = *status;
+                answer.reason = reason(*status).to_string();
+            }
+            Edit::Header(name, value) => {
+                answer
+                    .headers
+                    .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                answer.headers.push((name.clone(), value.clone()));
+            }
+            Edit::RemoveHeader(name) => answer
+                .headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
+            Edit::RelativeLocation => {
+                for (name, value) in answer.headers.iter_mut() {
+                    if name.eq_ignore_ascii_case("location") {
+                        if let Some(rest) = value.split_once("://").map(|(_, rest)| rest) {
+                            *value = rest[rest.find('/').unwrap_or(rest.len())..].to_string();
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Fault {
@@ -200,6 +246,7 @@ impl Fault {
             Fault::DropResponse => "drop-response",
             Fault::Reset => "reset",
             Fault::OneOf(_) => "one-of",
+            Fault::Rewrite(_) => "rewrite",
         }
     }
 }
@@ -214,6 +261,8 @@ pub struct Rule {
     pub fault: Fault,
     /// Only requests without an `Authorization` header match.
     pub bare_only: bool,
+    /// Only requests declaring a body (`Content-Length`) of more than this many bytes match.
+    pub body_over: Option<u64>,
 }
 
 impl Rule {
@@ -224,6 +273,7 @@ impl Rule {
             when,
             fault,
             bare_only: false,
+            body_over: None,
         }
     }
 
@@ -248,7 +298,20 @@ impl Rule {
         Rule::new(method, path, When::FirstK(k), fault)
     }
 
+    /// Matches only requests whose declared body is larger than `bytes`: a cap on bodies.
+    pub fn body_over(mut self, bytes: u64) -> Rule {
+        self.body_over = Some(bytes);
+        self
+    }
+
     fn matches(&self, head: &Head) -> bool {
+        let declared = head
+            .header("content-length")
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if self.body_over.is_some_and(|cap| declared <= cap) {
+            return false;
+        }
         (self.method == "*" || self.method.eq_ignore_ascii_case(&head.method))
             && head.target.contains(&self.path)
             && !(self.bare_only && head.header("authorization").is_some())
@@ -771,7 +834,7 @@ fn exchange(
         Some(Fault::Stall { wait, forward }) if !shared.sleep(*wait) || !*forward => return false,
         _ => {}
     }
-    let answer = match forward(shared, head, &body) {
+    let mut answer = match forward(shared, head, &body) {
         Ok(answer) => answer,
         Err(e) => {
             let e = e.to_string();
@@ -780,8 +843,13 @@ fn exchange(
             return false;
         }
     };
+    shared.update(index, |s| s.upstream = Some(answer.status));
+    if let Some(Fault::Rewrite(edits)) = &fault {
+        for edit in edits {
+            edit.apply(&mut answer);
+        }
+    }
     let status = answer.status;
-    shared.update(index, |s| s.upstream = Some(status));
     let (head_bytes, body_bytes) = answer.to_bytes(&head.method, close, false);
     match &fault {
         Some(Fault::Truncate) => {
@@ -857,9 +925,16 @@ fn injected_answer(
             reason(status).to_lowercase()
         )
     });
+    let own_type = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
     let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json; charset=utf-8\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Length: {}\r\n",
+        "HTTP/1.1 {status} {}\r\n{}Docker-Distribution-Api-Version: registry/2.0\r\nContent-Length: {}\r\n",
         reason(status),
+        match own_type {
+            true => "",
+            false => "Content-Type: application/json; charset=utf-8\r\n",
+        },
         body.len()
     );
     for (name, value) in headers {

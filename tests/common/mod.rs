@@ -15,6 +15,7 @@ use tempfile::TempDir;
 pub mod faults;
 pub mod http;
 pub mod keys;
+pub mod personalities;
 pub mod pushing;
 pub mod sandbox;
 pub mod servers;

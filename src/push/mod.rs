@@ -11,7 +11,8 @@ order on the calling thread. This module reports what happens through [`Observer
 prints.
 */
 
-use std::fs::File;
+mod upload;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -20,7 +21,7 @@ use ureq::http::{Method, StatusCode};
 use crate::error::{Error, Kind, Result};
 use crate::layout::{Blob, Layout, Manifest};
 use crate::reference::Repository;
-use crate::registry::{redact, with_query, Client, FileBody, Payload, Refusal};
+use crate::registry::{Client, Payload, Refusal};
 
 /// What happened to a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +98,7 @@ pub fn push(
         repository,
         options,
         observer,
+        strategies: upload::Strategies::new(options.chunk_size),
     };
     steps.run(layout, tags)
 }
@@ -155,6 +157,8 @@ struct Steps<'a> {
     repository: &'a Repository,
     options: &'a Options,
     observer: &'a dyn Observer,
+    /// How blobs go up, as the registry's answers taught.
+    strategies: upload::Strategies,
 }
 
 impl Steps<'_> {
@@ -189,7 +193,7 @@ impl Steps<'_> {
                     TagOutcome::Unchanged
                 } else {
                     if !dry_run {
-                        self.put_manifest(top, tag)?;
+                        self.put_tag(top, tag, previous.as_deref())?;
                     }
                     TagOutcome::Applied
                 };
@@ -294,41 +298,6 @@ impl Steps<'_> {
             .url(&format!("/v2/{}/{rest}", self.repository.path()))
     }
 
-    fn push_blob(&self, blob: &Blob) -> Result<BlobOutcome> {
-        if self.blob_exists(blob, self.repository.path())? {
-            return Ok(BlobOutcome::Exists);
-        }
-        let what = format!("uploading blob {} ({})", blob.digest, blob.path.display());
-        // A failed upload starts over in a new session: the old one may hold part of the bytes.
-        self.client.retrying(&what, || self.upload(blob, &what))
-    }
-
-    fn upload(&self, blob: &Blob, what: &str) -> Result<BlobOutcome> {
-        let mount_from = &self.options.mount_from;
-        let mut session = None;
-        for (i, from) in mount_from.iter().enumerate() {
-            match self.mount(blob, from, what)? {
-                None => return Ok(BlobOutcome::Mounted),
-                // The registry opened an upload session instead: use it unless another source
-                // is left to try, then close it.
-                Some(location) if i + 1 == mount_from.len() => session = Some(location),
-                Some(location) => self.cancel_upload(&location, what),
-            }
-        }
-        let location = match session {
-            Some(location) => location,
-            None => self.start_upload(what)?,
-        };
-        let file = File::open(&blob.path).map_err(|e| {
-            Error::invalid(format!("{what}: cannot open {}: {e}", blob.path.display()))
-        })?;
-        match self.options.chunk_size {
-            Some(chunk) => self.put_chunks(blob, &file, &location, chunk, what)?,
-            None => self.put_blob(blob, &file, &location, what)?,
-        }
-        Ok(BlobOutcome::Uploaded)
-    }
-
     /// `HEAD /v2/REPO/blobs/DIGEST` in `repository_path`.
     fn blob_exists(&self, blob: &Blob, repository_path: &str) -> Result<bool> {
         let url = self
@@ -348,195 +317,6 @@ impl Steps<'_> {
         }
     }
 
-    /// `POST .../blobs/uploads/?mount=DIGEST&from=REPO`: 201 when the registry linked the blob
-    /// (returns None), 202 with an upload session when it could not (returns its Location).
-    fn mount(&self, blob: &Blob, from: &str, what: &str) -> Result<Option<String>> {
-        let url = with_query(
-            &self.url("blobs/uploads/"),
-            &[("mount", blob.digest.as_str()), ("from", from)],
-        );
-        let response = self
-            .client
-            .send(Method::POST, &url, &[], Payload::Empty, what)?;
-        if response.status() == StatusCode::CREATED {
-            return Ok(None);
-        }
-        let response =
-            self.client
-                .expect(response, &[StatusCode::ACCEPTED], &Method::POST, &url, what)?;
-        location_of(&response, &Method::POST, &url, what).map(Some)
-    }
-
-    /// Closes an upload session we will not use. Best effort: the registry expires it anyway.
-    fn cancel_upload(&self, location: &str, what: &str) {
-        let url = self.client.url(location);
-        let _ = self
-            .client
-            .send(Method::DELETE, &url, &[], Payload::Empty, what);
-    }
-
-    /// `POST .../blobs/uploads/`: opens an upload session, returns its Location.
-    fn start_upload(&self, what: &str) -> Result<String> {
-        let url = self.url("blobs/uploads/");
-        let response = self
-            .client
-            .send(Method::POST, &url, &[], Payload::Empty, what)?;
-        let response =
-            self.client
-                .expect(response, &[StatusCode::ACCEPTED], &Method::POST, &url, what)?;
-        location_of(&response, &Method::POST, &url, what)
-    }
-
-    /// `PUT LOCATION?digest=...` with the whole file as the body, streamed.
-    fn put_blob(&self, blob: &Blob, file: &File, location: &str, what: &str) -> Result<()> {
-        let url = with_digest(&self.client.url(location), &blob.digest);
-        let headers = [("content-type", "application/octet-stream")];
-        self.observer.event(Event::BlobUploading(blob));
-        let progress = |at| self.observer.event(Event::BlobProgress(blob, at));
-        let body = FileBody {
-            file,
-            offset: 0,
-            len: blob.size,
-            progress: Some(&progress),
-        };
-        let response = self
-            .client
-            .send(Method::PUT, &url, &headers, Payload::File(body), what)?;
-        self.check_blob_put(response, blob, &url, what)
-    }
-
-    /// 201 ends an upload; DIGEST_INVALID means our file is not what its digest says.
-    fn check_blob_put(
-        &self,
-        mut response: ureq::http::Response<ureq::Body>,
-        blob: &Blob,
-        url: &str,
-        what: &str,
-    ) -> Result<()> {
-        if response.status() == StatusCode::CREATED {
-            return Ok(());
-        }
-        let refusal = Refusal::read(&mut response, &Method::PUT);
-        if refusal.has_code("DIGEST_INVALID") {
-            return Err(Error::invalid(format!(
-                "blob {} is corrupt: the bytes of {} do not hash to its digest (the registry refused them); rebuild the image",
-                blob.digest,
-                blob.path.display()
-            )));
-        }
-        Err(self.client.refusal_error(refusal, &Method::PUT, url, what))
-    }
-
-    /// Chunked upload: `PATCH` each chunk with its `Content-Range`, then `PUT ?digest=`. After
-    /// a failed chunk, asks the registry where the upload stands and goes on from there; when
-    /// it cannot say, the error goes up and the upload starts over in a new session.
-    fn put_chunks(
-        &self,
-        blob: &Blob,
-        file: &File,
-        location: &str,
-        chunk: u64,
-        what: &str,
-    ) -> Result<()> {
-        let mut location = location.to_string();
-        let mut offset = 0;
-        let mut attempt = 1;
-        self.observer.event(Event::BlobUploading(blob));
-        while offset < blob.size {
-            let len = chunk.min(blob.size - offset);
-            match self.patch_chunk(blob, file, &location, offset, len, what) {
-                Ok((next, stored)) => {
-                    location = next;
-                    offset = stored.unwrap_or(offset + len);
-                }
-                Err(e) if e.is_transient() => {
-                    if !self
-                        .client
-                        .again(attempt, e.retry_after(), what, &e.to_string())?
-                    {
-                        return Err(e.spent());
-                    }
-                    attempt += 1;
-                    (location, offset) = self.upload_status(&location, offset, what)?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let url = with_digest(&self.client.url(&location), &blob.digest);
-        let response = self
-            .client
-            .send(Method::PUT, &url, &[], Payload::Empty, what)?;
-        self.check_blob_put(response, blob, &url, what)
-    }
-
-    /// Sends `len` bytes from `offset`; returns the next Location and, when the registry
-    /// says, how many bytes it now holds.
-    fn patch_chunk(
-        &self,
-        blob: &Blob,
-        file: &File,
-        location: &str,
-        offset: u64,
-        len: u64,
-        what: &str,
-    ) -> Result<(String, Option<u64>)> {
-        let url = self.client.url(location);
-        let range = format!("{offset}-{}", offset + len - 1);
-        let headers = [
-            ("content-type", "application/octet-stream"),
-            ("content-range", range.as_str()),
-        ];
-        let progress = |at| self.observer.event(Event::BlobProgress(blob, at));
-        let body = FileBody {
-            file,
-            offset,
-            len,
-            progress: Some(&progress),
-        };
-        let response =
-            self.client
-                .send(Method::PATCH, &url, &headers, Payload::File(body), what)?;
-        let response = self.client.expect(
-            response,
-            &[StatusCode::ACCEPTED],
-            &Method::PATCH,
-            &url,
-            what,
-        )?;
-        Ok((
-            location_of(&response, &Method::PATCH, &url, what)?,
-            stored_bytes(&response),
-        ))
-    }
-
-    /// `GET` an upload session: its Location and how many bytes it holds (`Range: 0-N`),
-    /// `confirmed` being what the registry last acknowledged. A session the registry cannot
-    /// report on is given up: the error is transient, so the upload starts over.
-    fn upload_status(&self, location: &str, confirmed: u64, what: &str) -> Result<(String, u64)> {
-        let url = self.client.url(location);
-        let response = self
-            .client
-            .send(Method::GET, &url, &[], Payload::Empty, what)?;
-        let response = self
-            .client
-            .expect(
-                response,
-                &[StatusCode::NO_CONTENT],
-                &Method::GET,
-                &url,
-                what,
-            )
-            .map_err(|e| match e.kind() {
-                Kind::Rejected => e.transient(None),
-                _ => e,
-            })?;
-        let next = location_of(&response, &Method::GET, &url, what)
-            .unwrap_or_else(|_| location.to_string());
-        // `0-0` is 0 or 1 byte: what we last confirmed tells which.
-        let stored = stored_bytes(&response).unwrap_or(confirmed.min(1));
-        Ok((next, stored))
-    }
-
     /// `HEAD .../manifests/REFERENCE`: the digest it resolves to, or None when it does not exist.
     fn manifest_digest(&self, reference: &str) -> Result<Option<String>> {
         let url = self.url(&format!("manifests/{reference}"));
@@ -550,7 +330,9 @@ impl Steps<'_> {
         let response = self
             .client
             .send(Method::HEAD, &url, &accept, Payload::Empty, &what)?;
-        if response.status() == StatusCode::NOT_FOUND {
+        // Harbor answers 412 when a policy (vulnerabilities, signatures) blocks reading the
+        // manifest: whether it is there is then unknown, and pushing it again is harmless.
+        if [StatusCode::NOT_FOUND, StatusCode::PRECONDITION_FAILED].contains(&response.status()) {
             return Ok(None);
         }
         let response =
@@ -566,8 +348,54 @@ impl Steps<'_> {
         ))
     }
 
-    /// `PUT` a manifest under `reference`: its digest, or a tag.
+    /// `PUT` a manifest under its digest.
     fn put_manifest(&self, manifest: &Manifest, reference: &str) -> Result<()> {
+        let (url, what, answer) = self.put_manifest_answer(manifest, reference)?;
+        answer.map_err(|refusal| {
+            self.client
+                .refusal_error(refusal, &Method::PUT, &url, &what)
+        })
+    }
+
+    /// `PUT` the top manifest under `tag`, which named `previous` before. A registry that will
+    /// not move a tag from another digest (ECR's, Harbor's, GAR's immutable tags, ACR's locked
+    /// ones, Artifactory's forbidden overwrite) says so in many ways; each gets one plain
+    /// message and its own exit code.
+    fn put_tag(&self, top: &Manifest, tag: &str, previous: Option<&str>) -> Result<()> {
+        let (url, what, answer) = self.put_manifest_answer(top, tag)?;
+        let refusal = match answer {
+            Ok(()) => return Ok(()),
+            Err(refusal) => refusal,
+        };
+        let moving = previous.filter(|p| !p.is_empty() && *p != top.digest);
+        let kept = [400, 403, 405, 409, 412].contains(&refusal.status.as_u16());
+        match moving {
+            Some(previous) if kept => Err(Error::new(
+                Kind::Immutable,
+                format!(
+                    "{} will not move tag '{tag}' from {previous} to {} ({}{}): its tags are \
+                     immutable, or this account may not overwrite them; push a new tag, or \
+                     delete the old one first",
+                    self.repository,
+                    top.digest,
+                    refusal.status,
+                    refusal.detail()
+                ),
+            )),
+            _ => Err(self
+                .client
+                .refusal_error(refusal, &Method::PUT, &url, &what)),
+        }
+    }
+
+    /// `PUT` a manifest under `reference` (its digest, or a tag): any 2xx is done (201 in the
+    /// spec; 200 and 202 from registries that answer so), a refusal is for the caller to
+    /// judge.
+    fn put_manifest_answer(
+        &self,
+        manifest: &Manifest,
+        reference: &str,
+    ) -> Result<(String, String, std::result::Result<(), Refusal>)> {
         let url = self.url(&format!("manifests/{reference}"));
         let what = if reference == manifest.digest {
             format!("pushing manifest {}", manifest.digest)
@@ -575,73 +403,37 @@ impl Steps<'_> {
             format!("tagging {} as '{reference}'", manifest.digest)
         };
         let headers = [("content-type", manifest.media_type.as_str())];
-        let response = self.client.send(
+        let mut response = self.client.send(
             Method::PUT,
             &url,
             &headers,
             Payload::Bytes(&manifest.bytes),
             &what,
         )?;
-        let response =
-            self.client
-                .expect(response, &[StatusCode::CREATED], &Method::PUT, &url, &what)?;
+        if !response.status().is_success() {
+            let refusal = Refusal::read(&mut response, &Method::PUT);
+            return Ok((url, what, Err(refusal)));
+        }
         // A registry that stored other bytes than ours would make every signature wrong.
         if let Some(stored) = response
             .headers()
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
         {
-            if stored != manifest.digest {
+            if stored.trim() != manifest.digest {
                 return Err(Error::new(
                     Kind::Rejected,
                     format!(
-                        "{what}: the registry stored the manifest as {stored}, not {}",
+                        "{what}: the registry says it stored the manifest as {}, not {}; \
+                         something between us and the registry (a proxy, a converting \
+                         registry) changed it, so signatures of {} would not match",
+                        stored.trim(),
+                        manifest.digest,
                         manifest.digest
                     ),
                 ));
             }
         }
-        Ok(())
+        Ok((url, what, Ok(())))
     }
-}
-
-/// `URL?digest=...` (or `&digest=` when the URL has a query already).
-fn with_digest(url: &str, digest: &str) -> String {
-    with_query(url, &[("digest", digest)])
-}
-
-/// How many bytes an upload session holds, from its `Range: 0-N` (N the last byte's index).
-/// `0-0` says nothing: registries send it for an empty session and for one byte alike.
-fn stored_bytes(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
-    let range = response.headers().get("range")?.to_str().ok()?;
-    let (_, last) = range.trim().trim_start_matches("bytes=").split_once('-')?;
-    match last.parse::<i64>().ok()? {
-        last if last < 0 => Some(0),
-        0 => None,
-        last => Some(last as u64 + 1),
-    }
-}
-
-/// The `Location` of an upload session.
-fn location_of(
-    response: &ureq::http::Response<ureq::Body>,
-    method: &Method,
-    url: &str,
-    what: &str,
-) -> Result<String> {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .ok_or_else(|| {
-            Error::new(
-                Kind::Rejected,
-                format!(
-                    "{what}: {method} {} answered {} without a Location header",
-                    redact(url),
-                    response.status()
-                ),
-            )
-        })
 }
