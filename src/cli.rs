@@ -49,8 +49,14 @@ AUTHENTICATION (first found wins; see docs/auth.md):
     ($REGISTRY_AUTH_FILE), else anonymous.
 
 CONNECTION:
-    --ca-file FILE           Also trust the CA certificates in FILE (PEM). The system's
-                             store (and SSL_CERT_FILE, SSL_CERT_DIR) is always trusted.
+    --ca-file FILE           Also trust the CA certificates in FILE (PEM); a server's own
+                             (self-signed) certificate there is trusted as pinned. The
+                             system's store (and SSL_CERT_FILE, SSL_CERT_DIR) is always
+                             trusted.
+    --cert-file FILE         A client certificate (PEM) for mutual TLS with the registry;
+    --key-file FILE          with its private key. The docker and podman directories
+                             certs.d/HOST[:PORT]/ (*.crt CAs, NAME.cert with NAME.key) are
+                             read too (docs/registries.md).
     --insecure               Use HTTPS but do not verify the registry's certificate: its
                              own host and port only (token realms and storage hosts
                              elsewhere are still verified); also allows a plain-HTTP
@@ -123,6 +129,8 @@ struct Args {
     username: Option<String>,
     password_stdin: bool,
     credential_helper: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
     jobs: Option<String>,
     mount_from: Vec<String>,
     retries: Option<String>,
@@ -201,6 +209,8 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 args.connection.ca_file = Some(parser.value().map_err(usage)?.into())
             }
             Long("verbose") => args.connection.verbose = true,
+            Long("cert-file") => args.cert_file = Some(parser.value().map_err(usage)?.into()),
+            Long("key-file") => args.key_file = Some(parser.value().map_err(usage)?.into()),
             Long("username") => {
                 args.username = Some(string(parser.value().map_err(usage)?, "--username")?);
             }
@@ -308,6 +318,13 @@ impl Args {
             }
         };
         let mut connection = self.connection;
+        connection.identity = match (self.cert_file, self.key_file) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(Error::usage(
+                "--cert-file and --key-file go together: give the client certificate and its key",
+            )),
+        };
         if let Some(text) = &self.retries {
             connection.retries = match text.parse::<u32>() {
                 Ok(n) if n <= 100 => n,

@@ -39,6 +39,7 @@ fn tls_basic_registry() -> Registry {
         tls: Some(Tls::localhost()),
         htpasswd: Some((ALICE_USER.to_string(), ALICE_PASSWORD.to_string())),
         token: None,
+        mutual_tls: false,
     })
 }
 
@@ -1458,11 +1459,11 @@ fn token_cross_repository_mount_asks_pull_on_the_source() {
     assert_pushed(&first, &registry, &base, "tok/base", &image);
     let before = server.requests().len();
 
-    let repo = registry.repo("tok/app");
+    let repo = registry.repo("tok/zapp");
     let mut args = push_args(&layout, &repo, &login);
     args.extend(["--mount-from", base.as_str()]);
     let run = oci_push_with(&args, &[], Some("s3cret\n"));
-    assert_pushed(&run, &registry, &repo, "tok/app", &image);
+    assert_pushed(&run, &registry, &repo, "tok/zapp", &image);
     // Every blob reported as mounted (a progress line naming it), none uploaded.
     for blob in image.blobs() {
         assert!(
@@ -1479,12 +1480,21 @@ fn token_cross_repository_mount_asks_pull_on_the_source() {
     assert!(!requests.is_empty() && requests.len() <= 3, "{requests:#?}");
     // One token holds push on the target and pull on the source.
     assert!(
-        requests.iter().any(|r| granted_push(r, "tok/app")
+        requests.iter().any(|r| granted_push(r, "tok/zapp")
             && r.granted
                 .iter()
                 .any(|(name, actions)| name == "tok/base" && actions.iter().any(|a| a == "pull"))),
-        "no token with push on tok/app and pull on tok/base: {requests:#?}"
+        "no token with push on tok/zapp and pull on tok/base: {requests:#?}"
     );
+    // The push scope first, though the source sorts before it: some token services read
+    // only the first scope.
+    for request in &requests {
+        assert_eq!(
+            request.scopes.first().map(String::as_str),
+            Some("repository:tok/zapp:pull,push"),
+            "{request:#?}"
+        );
+    }
     run.assert_no_secrets(&server.secrets());
 }
 

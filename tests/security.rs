@@ -20,6 +20,7 @@ fn tls_token_registry(server: &TokenServer) -> Registry {
         tls: Some(Tls::localhost()),
         htpasswd: None,
         token: Some(server.config()),
+        mutual_tls: false,
     })
 }
 
@@ -67,6 +68,7 @@ fn insecure_allows_a_plain_http_realm_on_the_registry_s_host_only() {
         tls: Some(Tls::localhost()),
         htpasswd: None,
         token: Some(config),
+        mutual_tls: false,
     });
     let (_image, layout) = image(223);
     let run = push_as_alice(&layout, &registry.repo("realm/app"), &["--insecure"]);
@@ -505,6 +507,7 @@ fn insecure_does_not_cover_a_token_realm_on_another_origin() {
         tls: Some(Tls::localhost()),
         htpasswd: None,
         token: Some(config),
+        mutual_tls: false,
     });
     let (_image, layout) = image(212);
     let repo = registry.repo("insecure/app");

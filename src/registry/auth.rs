@@ -13,7 +13,6 @@ Headers from a Bazel credential helper (other than Basic) are sent as they are, 
 of a loopback registry is settled (see the `registry` module).
 */
 
-use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -53,7 +52,9 @@ pub struct Auth {
 
 struct State {
     mode: Mode,
-    scopes: BTreeSet<String>,
+    /// In the order asked, each once: the push scope first, as some token services read only
+    /// the first scope (go-containerregistry puts it first for that reason).
+    scopes: Vec<String>,
     token: Option<Token>,
 }
 
@@ -70,7 +71,10 @@ impl Auth {
             credential,
             state: Mutex::new(State {
                 mode: Mode::Open,
-                scopes: scopes.iter().map(|s| normalize_scope(s)).collect(),
+                scopes: scopes.iter().fold(Vec::new(), |mut all, s| {
+                    add_scope(&mut all, s);
+                    all
+                }),
                 token: None,
             }),
         }
@@ -115,7 +119,7 @@ impl Auth {
                 _ => Err(TokenRequest {
                     realm: realm.clone(),
                     service: service.clone(),
-                    scopes: state.scopes.iter().cloned().collect(),
+                    scopes: state.scopes.to_vec(),
                 }),
             },
         }
@@ -193,7 +197,7 @@ impl Auth {
                 let before = state.scopes.len();
                 for scope in bearer.param("scope").unwrap_or_default().split(' ') {
                     if !scope.is_empty() {
-                        state.scopes.insert(normalize_scope(scope));
+                        add_scope(&mut state.scopes, scope);
                     }
                 }
                 let new_scope = state.scopes.len() > before;
@@ -207,6 +211,14 @@ impl Auth {
                 retry
             }
         }
+    }
+}
+
+/// Adds `scope` (normalized) unless it is there already.
+fn add_scope(scopes: &mut Vec<String>, scope: &str) {
+    let scope = normalize_scope(scope);
+    if !scopes.contains(&scope) {
+        scopes.push(scope);
     }
 }
 

@@ -161,18 +161,7 @@ fn parse_http_date(text: &str) -> Option<SystemTime> {
     {
         return None;
     }
-    // Days from the civil date (Howard Hinnant's algorithm), for years from 1970 on.
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
-    let seconds = days * 86_400 + h * 3600 + m * 60 + s;
+    let seconds = crate::units::unix_seconds(year, month, day, h, m, s)?;
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
 }
 

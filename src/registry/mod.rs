@@ -31,8 +31,10 @@ mod resolve;
 mod retry;
 mod scheme;
 mod tls;
+mod trust;
 mod url;
 mod wire;
+mod x509;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -54,8 +56,10 @@ pub struct Connection {
     pub plain_http: bool,
     /// Accept any TLS certificate.
     pub insecure: bool,
-    /// A PEM file of extra trusted CA certificates.
+    /// A PEM file of extra trusted CA certificates (or pinned server certificates).
     pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for mutual TLS with the registry.
+    pub identity: Option<(PathBuf, PathBuf)>,
     /// Log every request on stderr (the front end's logger shows debug lines).
     pub verbose: bool,
     /// Retries after the first attempt of a request that failed transiently.
@@ -82,6 +86,7 @@ impl Default for Connection {
             plain_http: false,
             insecure: false,
             ca_file: None,
+            identity: None,
             verbose: false,
             retries: DEFAULT_RETRIES,
             timeout: DEFAULT_TIMEOUT,
@@ -120,13 +125,13 @@ impl Client {
         let loopback = repository.is_loopback()
             && !connection.plain_http
             && scheme::resolves_to_loopback_only(&resolver, host);
-        let insecure = connection.insecure.then_some(host);
-        let wire = wire::Wire::new(
-            connection.ca_file.clone(),
-            insecure,
-            resolver,
-            policy.clone(),
-        )?;
+        let tls = wire::TlsOptions {
+            host: host.to_string(),
+            ca_file: connection.ca_file.clone(),
+            identity: connection.identity.clone(),
+            insecure: connection.insecure,
+        };
+        let wire = wire::Wire::new(tls, resolver, policy.clone())?;
         let scheme = scheme::Scheme::new(
             host,
             connection.plain_http,
@@ -134,8 +139,9 @@ impl Client {
             redirect::Redirects { wire },
         );
         if scheme.base().starts_with("https://") {
-            // A bad --ca-file is a usage error before any request.
-            scheme.next.wire.agent("https://")?;
+            // A bad --ca-file, certs.d file or client certificate is an error before any
+            // request.
+            scheme.next.wire.agent(&scheme.base())?;
         }
         let authorizing = authorize::Authorizing {
             auth: auth::Auth::new(credential, scopes),

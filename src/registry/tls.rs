@@ -1,57 +1,106 @@
-//! TLS trust: the system's certificates (honouring `SSL_CERT_FILE` and `SSL_CERT_DIR`), plus a
-//! private CA from `--ca-file`; or, with `--insecure`, no verification for the registry's own
-//! host and port only.
+//! TLS on the wire, with our rustls configuration (see [`super::trust`]): ureq's own TLS
+//! connector takes no certificate verifier, so the agents are built from ureq's TCP and
+//! CONNECT-proxy connectors and this one.
 
-use std::path::Path;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls_pki_types::ServerName;
+use ureq::unversioned::transport::{
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout,
+    TcpConnector, Transport, TransportAdapter,
+};
 
-use crate::error::{Error, Result};
-
-/// A CA bundle: the whole Mozilla set is about 200 KiB.
-const MAX_CA_FILE_BYTES: u64 = 16 << 20;
-
-/// For the agent that sends only `http://` URLs (every `https://` one goes to the agent built
-/// with [`config`]): the compiled-in Mozilla roots, which cost nothing to set up.
-pub fn without_system_roots() -> TlsConfig {
-    TlsConfig::builder().root_certs(RootCerts::WebPki).build()
+/// The connector chain of an agent: TCP, a CONNECT proxy when the request names one, then TLS
+/// for `https://` URLs when `tls` is given (the plain-HTTP agent has none).
+pub fn connector(tls: Option<Arc<ClientConfig>>) -> impl Connector<Out = impl Transport> {
+    ().chain(ConnectProxyConnector::default())
+        .chain(TcpConnector::default())
+        .chain(TlsConnector { config: tls })
 }
 
-/// For the registry's own host and port under `--insecure`: no verification at all.
-pub fn without_verification() -> TlsConfig {
-    TlsConfig::builder().disable_verification(true).build()
+#[derive(Debug)]
+struct TlsConnector {
+    config: Option<Arc<ClientConfig>>,
 }
 
-/// For every other `https://` URL (the registry without `--insecure`, a token realm, blob
-/// storage): the system's store and `--ca-file`.
-pub fn config(ca_file: Option<&Path>) -> Result<TlsConfig> {
-    let mut roots: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
-        .certs
-        .iter()
-        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
-        .collect();
-    if let Some(path) = ca_file {
-        let bytes = crate::files::read_bounded(path, MAX_CA_FILE_BYTES)
-            .map_err(|e| Error::usage(format!("cannot read --ca-file {}: {e}", path.display())))?;
-        let before = roots.len();
-        for item in ureq::tls::parse_pem(&bytes) {
-            if let Ok(PemItem::Certificate(cert)) = item {
-                roots.push(cert);
-            }
+impl<In: Transport> Connector<In> for TlsConnector {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
         }
-        if roots.len() == before {
-            return Err(Error::usage(format!(
-                "--ca-file {} holds no PEM certificate",
-                path.display()
-            )));
-        }
+        let Some(config) = &self.config else {
+            return Err(ureq::Error::Tls("no TLS for this connection"));
+        };
+        let host = details
+            .uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|_| ureq::Error::Tls("the host is not a valid TLS server name"))?;
+        let mut conn = ClientConnection::new(config.clone(), name).map_err(ureq::Error::Rustls)?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        conn.complete_io(&mut sock)?;
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(TlsTransport {
+            buffers,
+            stream: StreamOwned { conn, sock },
+        })))
     }
-    // A machine without a trust store (a bare container) still gets the Mozilla roots.
-    let roots = if roots.is_empty() {
-        RootCerts::WebPki
-    } else {
-        RootCerts::Specific(Arc::new(roots))
-    };
-    Ok(TlsConfig::builder().root_certs(roots).build())
+}
+
+struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl std::fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsTransport")
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
 }

@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ureq::http::{Method, Request, Response};
@@ -15,8 +15,8 @@ use ureq::{Agent, SendBody};
 use super::proxy::Proxies;
 use super::resolve::Remembering;
 use super::retry::Policy;
-use super::tls;
 use super::url::{redact, same_origin};
+use super::{tls, trust};
 use crate::error::{Error, Kind, Result};
 
 /// What a request carries.
@@ -114,18 +114,30 @@ fn shrunk_file(e: &ureq::Error) -> Option<&Shrunk> {
     }
 }
 
+/// How TLS is set up, from the command line.
+pub struct TlsOptions {
+    /// `host[:port]` of the registry: its own agent may present a client certificate, read
+    /// certs.d, or (with `insecure`) verify nothing.
+    pub host: String,
+    pub ca_file: Option<PathBuf>,
+    /// `--cert-file` and `--key-file`.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    pub insecure: bool,
+}
+
 pub struct Wire {
     /// The agent (connection pool) for `http://` URLs: it never speaks TLS.
     plain: Agent,
-    /// The agent for `https://` URLs (the registry, a token realm, blob storage), built when
-    /// first needed: loading the system's trust store takes milliseconds that a plain-HTTP
-    /// registry never has to pay.
-    https: OnceLock<Agent>,
-    /// With `--insecure`, the agent for the registry's own host and port (`https://HOST`),
-    /// which verifies no certificate. Token realms and storage hosts elsewhere still go
-    /// through `https`.
-    unverified: Option<(Agent, String)>,
-    ca_file: Option<PathBuf>,
+    /// The agent for the registry's own `https://` origin, built when first needed: loading
+    /// the system's trust store takes milliseconds that a plain-HTTP registry never has to pay.
+    /// It trusts certs.d's CAs too, presents the client certificate, and under `--insecure`
+    /// verifies nothing.
+    registry: OnceLock<Agent>,
+    /// The agent for every other `https://` URL (a token realm, blob storage): the system's
+    /// store and `--ca-file`, verified, no client certificate.
+    elsewhere: OnceLock<Agent>,
+    roots: OnceLock<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    tls: TlsOptions,
     proxies: Proxies,
     /// Shared by the agents: the loopback check and the requests see the same addresses.
     resolver: Remembering,
@@ -133,43 +145,57 @@ pub struct Wire {
 }
 
 impl Wire {
-    /// `insecure` names the registry's `host[:port]` whose certificate is not verified.
-    pub fn new(
-        ca_file: Option<PathBuf>,
-        insecure: Option<&str>,
-        resolver: Remembering,
-        policy: Policy,
-    ) -> Result<Wire> {
+    pub fn new(tls: TlsOptions, resolver: Remembering, policy: Policy) -> Result<Wire> {
         Ok(Wire {
-            plain: new_agent(tls::without_system_roots(), &resolver),
-            https: OnceLock::new(),
-            unverified: insecure.map(|host| {
-                let agent = new_agent(tls::without_verification(), &resolver);
-                (agent, format!("https://{host}"))
-            }),
-            ca_file,
+            plain: new_agent(None, &resolver),
+            registry: OnceLock::new(),
+            elsewhere: OnceLock::new(),
+            roots: OnceLock::new(),
+            tls,
             proxies: Proxies::from_env()?,
             resolver,
             policy,
         })
     }
 
-    /// The agent for `url`: the plain one, the unverified one for the registry itself under
-    /// `--insecure`, or the HTTPS one (built on first use).
+    fn roots(&self) -> Result<&[rustls_pki_types::CertificateDer<'static>]> {
+        if let Some(roots) = self.roots.get() {
+            return Ok(roots);
+        }
+        let roots = trust::roots(self.tls.ca_file.as_deref())?;
+        Ok(self.roots.get_or_init(|| roots))
+    }
+
+    /// The agent for `url`: the plain one, the registry's, or the one for other hosts (each
+    /// built on first use). A bad `--ca-file`, certs.d file or client certificate is an error
+    /// here, before any request.
     pub fn agent(&self, url: &str) -> Result<Agent> {
         if !url.starts_with("https://") {
             return Ok(self.plain.clone());
         }
-        if let Some((unverified, origin)) = &self.unverified {
-            if same_origin(url, origin) {
-                return Ok(unverified.clone());
-            }
-        }
-        if let Some(agent) = self.https.get() {
+        let home = same_origin(url, &format!("https://{}", self.tls.host));
+        let slot = match home {
+            true => &self.registry,
+            false => &self.elsewhere,
+        };
+        if let Some(agent) = slot.get() {
             return Ok(agent.clone());
         }
-        let agent = new_agent(tls::config(self.ca_file.as_deref())?, &self.resolver);
-        Ok(self.https.get_or_init(|| agent).clone())
+        let config = match home {
+            true => {
+                let files = trust::certs_d(&self.tls.host)?;
+                let mut roots = self.roots()?.to_vec();
+                roots.extend(files.cas);
+                let identity = match &self.tls.identity {
+                    Some((cert, key)) => Some(trust::identity(cert, key)?),
+                    None => files.identity,
+                };
+                trust::client_config(&roots, identity.as_ref(), !self.tls.insecure)?
+            }
+            false => trust::client_config(self.roots()?, None, true)?,
+        };
+        let agent = new_agent(Some(config), &self.resolver);
+        Ok(slot.get_or_init(|| agent).clone())
     }
 
     /// One request on the wire, logged (at debug level: `--verbose`). A failure comes with
@@ -280,11 +306,10 @@ fn run(
 const USER_AGENT: &str = concat!("oci-push/", env!("CARGO_PKG_VERSION"));
 
 /// The one agent (connection pool) of a client.
-fn new_agent(tls: ureq::tls::TlsConfig, resolver: &Remembering) -> Agent {
+fn new_agent(tls: Option<Arc<rustls::ClientConfig>>, resolver: &Remembering) -> Agent {
     let config = Agent::config_builder()
         // Error statuses are answers to read (the registry's error body), not failures.
         .http_status_as_error(false)
-        .tls_config(tls)
         .user_agent(USER_AGENT)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(300)))
@@ -296,11 +321,7 @@ fn new_agent(tls: ureq::tls::TlsConfig, resolver: &Remembering) -> Agent {
         // Few syscalls per layer, yet eight uploads at once stay within a few MiB.
         .output_buffer_size(256 << 10)
         .build();
-    Agent::with_parts(
-        config,
-        ureq::unversioned::transport::DefaultConnector::new(),
-        resolver.clone(),
-    )
+    Agent::with_parts(config, tls::connector(tls), resolver.clone())
 }
 
 /// Puts a file body at its start before (re)sending it.
@@ -314,6 +335,8 @@ pub fn rewind(payload: Payload, what: &str) -> Result<()> {
         .map_err(|e| Error::usage(format!("{what}: cannot seek in the file: {e}")))
 }
 
+/// The error for a failed request, and whether the peer spoke TLS (a certificate it sent we do
+/// not trust, or an alert it sent): a loopback registry answering so is a TLS one.
 pub fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> (Error, bool) {
     // rustls failures reach us directly or wrapped in the I/O error of the TLS stream.
     let tls_error = match &e {
@@ -327,6 +350,23 @@ pub fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -
         tls_error,
         Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
     );
+    // A TLS alert: the peer speaks TLS. A certificate alert is its refusal of ours (mutual
+    // TLS), or of none.
+    let alert = match tls_error {
+        Some(rustls::Error::AlertReceived(alert)) => Some(*alert),
+        _ => None,
+    };
+    let client_certificate = matches!(
+        alert,
+        Some(
+            rustls::AlertDescription::BadCertificate
+                | rustls::AlertDescription::CertificateRequired
+                | rustls::AlertDescription::UnknownCA
+                | rustls::AlertDescription::CertificateExpired
+                | rustls::AlertDescription::CertificateUnknown
+                | rustls::AlertDescription::AccessDenied
+        )
+    );
     let (kind, hint) = match &e {
         ureq::Error::Timeout(_) => (Kind::Timeout, "the registry did not answer in time"),
         ureq::Error::HostNotFound => (Kind::Network, "check the registry host name"),
@@ -334,6 +374,10 @@ pub fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             (Kind::Network, "is the registry running and reachable?")
         }
+        _ if client_certificate => (
+            Kind::Network,
+            "the registry wants a client certificate it trusts (mutual TLS): pass --cert-file and --key-file, or put NAME.cert and NAME.key in its certs.d directory",
+        ),
         _ if certificate => (
             Kind::Network,
             "the registry's certificate is not trusted; pass its CA with --ca-file, or --insecure to skip verification",
@@ -361,5 +405,5 @@ pub fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -
     } else {
         error
     };
-    (error, certificate)
+    (error, certificate || alert.is_some())
 }

@@ -252,37 +252,95 @@ impl Tls {
             "leaf.cnf",
         ]);
         openssl(d, &csr_args, None);
-        let serial = format!("0x{:016x}", unique());
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                &serial,
-                "-days",
-                "7",
-                "-extfile",
-                "leaf.cnf",
-                "-extensions",
-                "v3_leaf",
-                "-out",
-                "server.pem",
-            ],
-            None,
-        );
+        sign_with_ca(d, "server.csr", "leaf.cnf", "v3_leaf", "server.pem");
         Tls {
             ca: d.join("ca.pem"),
             cert: d.join("server.pem"),
             key: d.join("server.key"),
             dir,
         }
+    }
+
+    /// Docker's "test an insecure registry" recipe, `openssl req -x509 -newkey ...`: one
+    /// self-signed certificate, CA:TRUE by openssl's defaults, for `SAN` (`DNS:localhost,...`).
+    /// It is its own CA: `ca` and `cert` are the same file.
+    pub fn self_signed(san: &str) -> Tls {
+        let dir = TempDir::new().expect("temp dir");
+        let d = dir.path();
+        let subject_alt = format!("subjectAltName={san}");
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                &subject_alt,
+            ],
+            None,
+        );
+        let text = openssl(d, &["x509", "-in", "server.pem", "-noout", "-text"], None);
+        assert!(
+            String::from_utf8_lossy(&text).contains("CA:TRUE"),
+            "openssl's recipe no longer makes a CA:TRUE certificate"
+        );
+        Tls {
+            ca: d.join("server.pem"),
+            cert: d.join("server.pem"),
+            key: d.join("server.key"),
+            dir,
+        }
+    }
+
+    /// A client certificate and its key, signed by this CA, for mutual TLS: (cert, key), in
+    /// files named after `name`.
+    pub fn client(&self, name: &str) -> (PathBuf, PathBuf) {
+        let d = self.dir.path();
+        std::fs::write(
+            d.join("client.cnf"),
+            "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = oci-push test client\n\
+             [v3_client]\nbasicConstraints = critical,CA:FALSE\n\
+             keyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\n",
+        )
+        .expect("client.cnf");
+        let (cert, key, csr) = (
+            format!("{name}.pem"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-config",
+                "client.cnf",
+            ],
+            None,
+        );
+        sign_with_ca(d, &csr, "client.cnf", "v3_client", &cert);
+        (d.join(cert), d.join(key))
     }
 
     /// A directory holding only the CA, named by its subject hash (`<hash>.0`) as
@@ -368,6 +426,33 @@ pub fn libtrust_key_id(spki_der: &[u8]) -> String {
         .map(|c| std::str::from_utf8(c).expect("ascii"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// Signs `csr` in `dir` with its `ca.pem`/`ca.key`, the extensions from `section` of
+/// `ext_file`, into `out` (7 days, a unique serial).
+fn sign_with_ca(dir: &Path, csr: &str, ext_file: &str, section: &str, out: &str) {
+    let serial = format!("0x{:016x}", unique());
+    let args = [
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        &serial,
+        "-days",
+        "7",
+        "-extfile",
+        ext_file,
+        "-extensions",
+        section,
+        "-out",
+        out,
+    ];
+    openssl(dir, &args, None);
 }
 
 /// What a token-mode registry is configured with, and what signs its tokens.

@@ -70,6 +70,8 @@ pub struct Registry {
     pub dir: TempDir,
     tls: Option<Tls>,
     admin: AdminAuth,
+    /// With mutual TLS, the client certificate and key curl reads the registry back with.
+    admin_identity: Option<(PathBuf, PathBuf)>,
 }
 
 /// How a registry is set up: TLS, and basic (htpasswd) or token authentication.
@@ -81,6 +83,8 @@ pub struct RegistryOptions {
     pub htpasswd: Option<(String, String)>,
     /// `auth: token:` trusting this token server's key.
     pub token: Option<TokenConfig>,
+    /// `http.tls.clientcas`: mutual TLS, client certificates signed by the TLS CA required.
+    pub mutual_tls: bool,
 }
 
 impl RegistryOptions {
@@ -175,6 +179,9 @@ impl Registry {
                 tls.cert.display(),
                 tls.key.display()
             ));
+            if options.mutual_tls {
+                config.push_str(&format!("    clientcas:\n      - {}\n", tls.ca.display()));
+            }
         }
         let mut admin = AdminAuth::None;
         assert!(
@@ -219,6 +226,10 @@ impl Registry {
             child,
             port,
             dir,
+            admin_identity: match options.mutual_tls {
+                true => options.tls.as_ref().map(|tls| tls.client("admin")),
+                false => None,
+            },
             tls: options.tls,
             admin,
         };
@@ -272,6 +283,10 @@ impl Registry {
         if let Some(ca) = self.ca_file() {
             args.push("--cacert".to_string());
             args.push(ca.display().to_string());
+        }
+        if let Some((cert, key)) = &self.admin_identity {
+            args.extend(["--cert".to_string(), cert.display().to_string()]);
+            args.extend(["--key".to_string(), key.display().to_string()]);
         }
         if let Some(authorization) = self.admin.authorization(path) {
             args.push("-H".to_string());
