@@ -439,7 +439,8 @@ impl Hasher {
     }
 }
 
-fn hash_bytes(bytes: &[u8], like: &str) -> String {
+/// The digest of `bytes` in the algorithm of the digest `like` (`sha256:...`, `sha512:...`).
+pub fn hash_bytes(bytes: &[u8], like: &str) -> String {
     let mut hasher = Hasher::like(like);
     hasher.update(bytes);
     hasher.finish()

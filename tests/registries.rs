@@ -118,21 +118,82 @@ fn ecr_s_patch_201_and_frozen_range_do_not_resend_chunks() {
 
 #[test]
 fn a_registry_without_patch_gets_monolithic_uploads() {
-    // Google Artifact Registry takes no chunked uploads: a 405 to PATCH, and the push (asked
-    // for chunks) goes on with one PUT a blob.
-    let image = image_of(404, 2 * MIB);
+    // Google Artifact Registry takes no chunked uploads: a 405 (or 501) to PATCH, and the push
+    // (asked for chunks) goes on with one PUT a blob.
+    for (seed, status, reason) in [(404, 405, "405"), (409, 501, "501")] {
+        let image = image_of(seed, 2 * MIB);
+        let t = push_through(
+            personalities::no_patch(status),
+            &image,
+            "gar/app",
+            &["--chunk-size", "1MiB", "--jobs", "1"],
+        );
+        t.assert_pushed("gar/app", &image);
+        assert_eq!(
+            t.lessons(),
+            [format!("registry: it does not take PATCH uploads ({reason}); uploading blobs in one request each from now on")]
+        );
+        assert_eq!(t.proxy.count("PATCH", "/blobs/uploads/"), 1, "learnt once");
+        // Every session a refusal ended was closed.
+        assert_eq!(
+            t.proxy.count("DELETE", "/blobs/uploads/"),
+            1,
+            "{}",
+            t.proxy.describe()
+        );
+    }
+}
+
+#[test]
+fn a_body_cap_on_a_registry_without_patch_is_reported_not_looped() {
+    // nginx's 1 MiB cap in front of a registry that refuses PATCH: no way to send a 3 MiB
+    // layer. The 413 stands, after one lesson each way, not a ping-pong between strategies.
+    let mut rules = personalities::no_patch(405);
+    rules.extend(personalities::nginx_body_cap());
+    let image = image_of(408, 3 * MIB);
+    let t = push_through(rules, &image, "stuck/app", &["--jobs", "1"]);
+    assert_eq!(t.run.code, 5, "{}", t.run.stderr);
+    assert!(
+        t.run.error().contains("413 Payload Too Large")
+            || t.run.error().contains("413 Request Entity Too Large"),
+        "{}",
+        t.run.stderr
+    );
+    let posts = t.proxy.count("POST", "/blobs/uploads/");
+    assert!(posts <= 4, "{posts} sessions: {}", t.proxy.describe());
+    assert_eq!(
+        t.proxy.count("DELETE", "/blobs/uploads/"),
+        posts,
+        "a session left open"
+    );
+}
+
+#[test]
+fn a_zero_range_after_a_failed_chunk_starts_the_upload_over() {
+    // GHCR answers a session's status with `Range: 0-0` whatever it holds: resuming from it
+    // would send from byte 1. The upload starts over in a new session instead.
+    let mut rules = vec![Rule::nth(
+        2,
+        "PATCH",
+        "/blobs/uploads/",
+        common::faults::Fault::drop_body_after(1000),
+    )];
+    rules.extend(personalities::zero_range_status());
+    let image = image_of(425, 3 * MIB);
     let t = push_through(
-        personalities::no_patch(),
+        rules,
         &image,
-        "gar/app",
+        "zero/app",
         &["--chunk-size", "1MiB", "--jobs", "1"],
     );
-    t.assert_pushed("gar/app", &image);
-    assert_eq!(
-        t.lessons(),
-        ["registry: it does not take PATCH uploads (405); uploading blobs in one request each from now on"]
+    t.assert_pushed("zero/app", &image);
+    assert!(
+        t.run
+            .stderr
+            .contains("does not say where it stands (Range 0-0)"),
+        "{}",
+        t.run.stderr
     );
-    assert_eq!(t.proxy.count("PATCH", "/blobs/uploads/"), 1, "learnt once");
 }
 
 #[test]
@@ -289,6 +350,50 @@ fn docker_hub_s_text_429_is_waited_out() {
         "{}",
         t.run.stderr
     );
+}
+
+#[test]
+fn a_tag_pushed_where_the_registry_sends_no_digest_header_is_still_seen_unchanged() {
+    // Without Docker-Content-Digest the manifest's own bytes tell where a tag points: a
+    // re-push does not write the tag again (which ECR's immutable tags refuse even for the
+    // same digest).
+    let registry = Registry::start();
+    let image = image_of(426, 64 << 10);
+    let layout = image_layout(&image);
+    let path = "nodigest/app";
+    oci_push_with(&push_args(&layout, &registry.repo(path), &[]), &[], None).ok();
+    let mut rules = personalities::no_digest_header();
+    rules.extend(personalities::immutable_tag(Immutable::Ecr, "v1"));
+    let proxy = FaultProxy::start(&registry, rules);
+    let run = oci_push_with(&push_args(&layout, &proxy.repo(path), &[]), &[], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(proxy.count("PUT", "/manifests/"), 0, "{}", proxy.describe());
+}
+
+#[test]
+fn a_refused_tag_that_is_not_immutability_keeps_its_exit_code() {
+    // A plain 403 to moving a tag is a role that may not push tags: exit 2, not 7.
+    let registry = Registry::start();
+    let first = image_of(427, 64 << 10);
+    let second = image_of(428, 64 << 10);
+    let path = "perm/app";
+    oci_push_with(
+        &push_args(&image_layout(&first), &registry.repo(path), &[]),
+        &[],
+        None,
+    )
+    .ok();
+    let proxy = FaultProxy::start(
+        &registry,
+        personalities::immutable_tag(Immutable::Permission, "v1"),
+    );
+    let run = oci_push_with(
+        &push_args(&image_layout(&second), &proxy.repo(path), &[]),
+        &[],
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!run.error().contains("immutable"), "{}", run.stderr);
 }
 
 #[test]

@@ -167,3 +167,37 @@ fn mutual_tls_from_a_certs_d_client_certificate() {
     let run = sandbox.run(&push_args(&layout, &repo, &[]), &[], None);
     assert_pushed(&run, &registry, &repo, "mtls/certsd", &image);
 }
+
+#[test]
+fn certs_d_files_that_cannot_be_read_are_passed_over_and_flags_win() {
+    // A file this user cannot open (here a link to nothing; a root-only client.key for
+    // others) is passed over with a warning; --cert-file makes certs.d's client certificates
+    // irrelevant, even a broken one.
+    let tls = Tls::localhost();
+    let (cert, key) = tls.client("carol");
+    let registry = tls_registry(tls, true);
+    let ca = std::fs::read(registry.ca_file().unwrap()).unwrap();
+    let (image, layout) = image(505);
+    let sandbox = Sandbox::new();
+    let dir = format!("home/.docker/certs.d/{}", registry.host());
+    sandbox.write(&format!("{dir}/ca.crt"), &ca);
+    sandbox.write(&format!("{dir}/client.cert"), b"not a certificate");
+    std::os::unix::fs::symlink(
+        "/nonexistent/ca.crt",
+        sandbox.path(&format!("{dir}/gone.crt")),
+    )
+    .unwrap();
+    let repo = registry.repo("mtls/flags");
+    let (cert, key) = (path_arg(&cert), path_arg(&key));
+    let run = sandbox.run(
+        &push_args(&layout, &repo, &["--cert-file", &cert, "--key-file", &key]),
+        &[],
+        None,
+    );
+    assert_pushed(&run, &registry, &repo, "mtls/flags", &image);
+    assert!(
+        run.stderr.contains("warning: skipping ") && run.stderr.contains("gone.crt"),
+        "{}",
+        run.stderr
+    );
+}

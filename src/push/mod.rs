@@ -21,7 +21,7 @@ use ureq::http::{Method, StatusCode};
 use crate::error::{Error, Kind, Result};
 use crate::layout::{Blob, Layout, Manifest};
 use crate::reference::Repository;
-use crate::registry::{Client, Payload, Refusal};
+use crate::registry::{redact, Client, Payload, Refusal};
 
 /// What happened to a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,7 +170,7 @@ impl Steps<'_> {
         let top = layout.top();
         // A registry holds a manifest only once everything it references is there, so when the
         // top manifest exists, so does the rest.
-        if self.manifest_digest(&top.digest)?.is_some() {
+        if self.manifest_digest(&top.digest, &top.digest)?.is_some() {
             observer.event(Event::ImageExists(top));
         } else {
             self.push_blobs(&layout.blobs)?;
@@ -186,7 +186,7 @@ impl Steps<'_> {
         for (done, tag) in tags.iter().enumerate() {
             let previous = match &listed {
                 Some(listed) if !listed.contains(tag) => Ok(None),
-                _ => self.manifest_digest(tag),
+                _ => self.manifest_digest(tag, &top.digest),
             };
             let applied = previous.and_then(|previous| {
                 let outcome = if previous.as_deref() == Some(top.digest.as_str()) {
@@ -318,7 +318,8 @@ impl Steps<'_> {
     }
 
     /// `HEAD .../manifests/REFERENCE`: the digest it resolves to, or None when it does not exist.
-    fn manifest_digest(&self, reference: &str) -> Result<Option<String>> {
+    /// `like`: a digest of the algorithm to hash a manifest with when the registry names none.
+    fn manifest_digest(&self, reference: &str, like: &str) -> Result<Option<String>> {
         let url = self.url(&format!("manifests/{reference}"));
         let what = format!("checking manifest {reference}");
         let accept = [(
@@ -338,14 +339,22 @@ impl Steps<'_> {
         let response =
             self.client
                 .expect(response, &[StatusCode::OK], &Method::HEAD, &url, &what)?;
-        Ok(Some(
-            response
-                .headers()
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string(),
-        ))
+        if let Some(digest) = content_digest(&response) {
+            return Ok(Some(digest));
+        }
+        // No Docker-Content-Digest (a proxy stripped it; some registries omit it): the
+        // manifest's own bytes say, so that a tag naming our image is still seen as such.
+        let mut response = self
+            .client
+            .send(Method::GET, &url, &accept, Payload::Empty, &what)?;
+        if response.status() != StatusCode::OK {
+            return Ok(Some(String::new()));
+        }
+        let bytes = crate::files::read_at_most(response.body_mut().as_reader(), MAX_MANIFEST)
+            .map_err(|e| {
+                Error::new(Kind::Rejected, format!("{what}: GET {}: {e}", redact(&url)))
+            })?;
+        Ok(Some(crate::layout::hash_bytes(&bytes, like)))
     }
 
     /// `PUT` a manifest under its digest.
@@ -368,7 +377,25 @@ impl Steps<'_> {
             Err(refusal) => refusal,
         };
         let moving = previous.filter(|p| !p.is_empty() && *p != top.digest);
-        let kept = [400, 403, 405, 409, 412].contains(&refusal.status.as_u16());
+        // A 403 is as often a role without the right to push tags: only one that says why
+        // (Harbor's "immutable", Artifactory's MANIFEST_INVALID) is a kept tag.
+        let detail = refusal.detail().to_lowercase();
+        let says_kept = [
+            "immutable",
+            "overwrit",
+            "already exists",
+            "locked",
+            "disallowed",
+        ]
+        .iter()
+        .any(|word| detail.contains(word))
+            || refusal.has_code("MANIFEST_INVALID")
+            || refusal.has_code("TAG_INVALID");
+        let kept = match refusal.status.as_u16() {
+            400 | 405 | 409 | 412 => true,
+            403 => says_kept,
+            _ => false,
+        };
         match moving {
             Some(previous) if kept => Err(Error::new(
                 Kind::Immutable,
@@ -415,25 +442,33 @@ impl Steps<'_> {
             return Ok((url, what, Err(refusal)));
         }
         // A registry that stored other bytes than ours would make every signature wrong.
-        if let Some(stored) = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-        {
-            if stored.trim() != manifest.digest {
+        if let Some(stored) = content_digest(&response) {
+            if stored != manifest.digest {
                 return Err(Error::new(
                     Kind::Rejected,
                     format!(
                         "{what}: the registry says it stored the manifest as {}, not {}; \
                          something between us and the registry (a proxy, a converting \
                          registry) changed it, so signatures of {} would not match",
-                        stored.trim(),
-                        manifest.digest,
-                        manifest.digest
+                        stored, manifest.digest, manifest.digest
                     ),
                 ));
             }
         }
         Ok((url, what, Ok(())))
     }
+}
+
+/// A manifest is read back at most this large (the layout's own limit).
+const MAX_MANIFEST: u64 = 16 << 20;
+
+/// The `Docker-Content-Digest` of an answer, when it has a usable one.
+fn content_digest(response: &ureq::http::Response<ureq::Body>) -> Option<String> {
+    let digest = response
+        .headers()
+        .get("docker-content-digest")?
+        .to_str()
+        .ok()?
+        .trim();
+    (!digest.is_empty()).then(|| digest.to_string())
 }

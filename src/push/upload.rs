@@ -4,7 +4,7 @@ One blob's upload, as registries really take it: every registry quirk of this st
 - A mount (`POST ?mount=&from=`) that does not succeed, however the registry says so (a 202
   with a session, 401, 403, 404, 400, a 202 without `Location`), becomes a normal upload.
 - `Location` may be absolute, or relative (GHCR, GAR): it is resolved against the registry.
-- Every 2xx a real registry answers is taken: PATCH 201 (ECR) or 204, PUT 200 or 204.
+- Every 2xx is success: PATCH 201 (ECR) or 204, blob PUT 200 or 204, whatever a registry uses.
 - The strategy is learnt from the registry's answers, never from its host name, and kept for
   the rest of the push ([`Strategy`]): one monolithic `PUT` by default; chunks when the
   registry refuses a body as too large (413, or GHCR's 416 past 4 MiB a PATCH, halving the
@@ -49,6 +49,8 @@ pub struct Strategies {
     current: Mutex<Strategy>,
     /// `OCI-Chunk-Min-Length`, once a registry announced it.
     min_chunk: Mutex<u64>,
+    /// The registry refused PATCH: monolithic for good, whatever else it says.
+    no_patch: std::sync::atomic::AtomicBool,
 }
 
 impl Strategies {
@@ -57,7 +59,12 @@ impl Strategies {
         Strategies {
             current: Mutex::new(chunk_size.map_or(Strategy::Monolithic, Strategy::Chunked)),
             min_chunk: Mutex::new(0),
+            no_patch: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    fn no_patch(&self) -> bool {
+        self.no_patch.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn get(&self) -> Strategy {
@@ -66,6 +73,10 @@ impl Strategies {
 
     /// Takes `next` unless another upload already learnt something else since `seen`.
     fn learn(&self, seen: Strategy, next: Strategy, why: &str) {
+        if next == Strategy::Monolithic {
+            self.no_patch
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if *current == seen && next != seen {
             *current = next;
@@ -83,16 +94,19 @@ impl Strategies {
     }
 }
 
-/// What an upload attempt's refusal teaches, if anything.
+/// What an upload attempt's refusal teaches, if anything. `no_patch`: the registry refused
+/// PATCH already, so chunks are no way out.
 fn lesson(
     strategy: Strategy,
     refusal: &Refusal,
     sent: u64,
     min_chunk: u64,
+    no_patch: bool,
 ) -> Option<(Strategy, String)> {
     let status = refusal.status.as_u16();
     let too_large = status == 413 || (status == 416 && matches!(strategy, Strategy::Chunked(_)));
     match strategy {
+        _ if too_large && no_patch => None,
         _ if too_large => {
             // From one body to chunks: start at a size most caps allow (GHCR's 4 MiB).
             let half = match strategy {
@@ -105,10 +119,12 @@ fn lesson(
                 (Strategy::Chunked(size), why)
             })
         }
-        Strategy::Monolithic if status == 404 && refusal.has_code("BLOB_UNKNOWN") => Some((
-            Strategy::Chunked(u64::MAX),
-            "it refused the blob in the final PUT (404 BLOB_UNKNOWN)".to_string(),
-        )),
+        Strategy::Monolithic if status == 404 && refusal.has_code("BLOB_UNKNOWN") && !no_patch => {
+            Some((
+                Strategy::Chunked(u64::MAX),
+                "it refused the blob in the final PUT (404 BLOB_UNKNOWN)".to_string(),
+            ))
+        }
         Strategy::Chunked(_) if matches!(status, 405 | 501) => Some((
             Strategy::Monolithic,
             format!("it does not take PATCH uploads ({status})"),
@@ -117,8 +133,15 @@ fn lesson(
     }
 }
 
-/// An upload request's outcome: done, or the registry's refusal to learn from.
-type Answer = std::result::Result<(), Refusal>;
+/// A refusal of an upload request, kept to learn from or to report.
+pub struct Refused {
+    refusal: Refusal,
+    method: Method,
+    url: String,
+}
+
+/// An upload request's outcome: done, or the registry's refusal.
+type Answer = std::result::Result<(), Refused>;
 
 impl Steps<'_> {
     pub(super) fn push_blob(&self, blob: &Blob) -> Result<BlobOutcome> {
@@ -130,54 +153,80 @@ impl Steps<'_> {
         self.client.retrying(&what, || self.upload(blob, &what))
     }
 
-    /// One upload, in as many sessions as the registry's lessons take.
+    /// One upload, in as many sessions as the registry's lessons take. A session that ends
+    /// in a failure is closed, so that a re-run or the next lesson leaves none open.
     fn upload(&self, blob: &Blob, what: &str) -> Result<BlobOutcome> {
+        let mut last = None;
         for _ in 0..MAX_LESSONS {
             let location = match self.mount_or_start(blob, what)? {
                 Session::Mounted => return Ok(BlobOutcome::Mounted),
                 Session::Open(location) => location,
             };
-            let file = File::open(&blob.path).map_err(|e| {
-                Error::invalid(format!("{what}: cannot open {}: {e}", blob.path.display()))
-            })?;
             let strategy = self.strategies.get();
-            let (answer, sent) = match strategy {
-                Strategy::Monolithic => (self.put_blob(blob, &file, &location, what)?, blob.size),
-                Strategy::Chunked(chunk) => {
-                    let chunk = chunk.min(blob.size.max(1));
-                    (self.put_chunks(blob, &file, &location, chunk, what)?, chunk)
-                }
-            };
-            let refusal = match answer {
-                Ok(()) => return Ok(BlobOutcome::Uploaded),
-                Err(refusal) => refusal,
-            };
-            match lesson(strategy, &refusal, sent, self.strategies.min_chunk()) {
-                Some((next, why)) => {
+            let (answer, sent) = match self.attempt(blob, &location, strategy, what) {
+                Ok(outcome) => outcome,
+                Err(e) => {
                     self.cancel_upload(&location, what);
-                    self.strategies.learn(strategy, next, &why);
+                    return Err(e);
                 }
-                None => return Err(self.refused(blob, refusal, &location, what)),
+            };
+            let refused = match answer {
+                Ok(()) => return Ok(BlobOutcome::Uploaded),
+                Err(refused) => refused,
+            };
+            self.cancel_upload(&location, what);
+            let min_chunk = self.strategies.min_chunk();
+            match lesson(
+                strategy,
+                &refused.refusal,
+                sent,
+                min_chunk,
+                self.strategies.no_patch(),
+            ) {
+                Some((next, why)) => self.strategies.learn(strategy, next, &why),
+                None => return Err(self.refused(blob, refused, what)),
             }
+            last = Some(refused);
         }
-        Err(Error::new(
-            Kind::Rejected,
-            format!("{what}: the registry refused every way of uploading it"),
-        ))
+        Err(match last {
+            Some(refused) => self.refused(blob, refused, what),
+            None => Error::new(Kind::Rejected, format!("{what}: no upload was attempted")),
+        })
+    }
+
+    /// One attempt of the upload in the session at `location`: the answer, and the size of
+    /// the body it refused (for a lesson).
+    fn attempt(
+        &self,
+        blob: &Blob,
+        location: &str,
+        strategy: Strategy,
+        what: &str,
+    ) -> Result<(Answer, u64)> {
+        let file = File::open(&blob.path).map_err(|e| {
+            Error::invalid(format!("{what}: cannot open {}: {e}", blob.path.display()))
+        })?;
+        Ok(match strategy {
+            Strategy::Monolithic => (self.put_blob(blob, &file, location, what)?, blob.size),
+            Strategy::Chunked(chunk) => {
+                let chunk = chunk.min(blob.size.max(1));
+                (self.put_chunks(blob, &file, location, chunk, what)?, chunk)
+            }
+        })
     }
 
     /// The error for a refusal nothing was learnt from; DIGEST_INVALID means our file is not
     /// what its digest says.
-    fn refused(&self, blob: &Blob, refusal: Refusal, location: &str, what: &str) -> Error {
-        if refusal.has_code("DIGEST_INVALID") {
+    fn refused(&self, blob: &Blob, refused: Refused, what: &str) -> Error {
+        if refused.refusal.has_code("DIGEST_INVALID") {
             return Error::invalid(format!(
                 "blob {} is corrupt: the bytes of {} do not hash to its digest (the registry refused them); rebuild the image",
                 blob.digest,
                 blob.path.display()
             ));
         }
-        let url = self.client.url(location);
-        self.client.refusal_error(refusal, &Method::PUT, &url, what)
+        self.client
+            .refusal_error(refused.refusal, &refused.method, &refused.url, what)
     }
 
     /// Tries the mount sources in turn, then opens an upload session.
@@ -244,7 +293,8 @@ impl Steps<'_> {
         let response =
             self.client
                 .expect(response, &[StatusCode::ACCEPTED], &Method::POST, &url, what)?;
-        if let Some(min) = header_number(&response, "oci-chunk-min-length") {
+        let announced = header_number(&response, "oci-chunk-min-length");
+        if let Some(min) = announced.filter(|_| !self.strategies.no_patch()) {
             let min = min.clamp(1, 1 << 30);
             *self
                 .strategies
@@ -293,10 +343,16 @@ impl Steps<'_> {
             return Ok(Ok(()));
         }
         let refusal = Refusal::read(&mut response, method);
-        if refusal.is_transient() || refusal.is_auth() {
+        // A 501 to PATCH is the registry saying it has no chunked uploads, not that it failed.
+        let no_patch = *method == Method::PATCH && refusal.status == StatusCode::NOT_IMPLEMENTED;
+        if (refusal.is_transient() && !no_patch) || refusal.is_auth() {
             return Err(self.client.refusal_error(refusal, method, url, what));
         }
-        Ok(Err(refusal))
+        Ok(Err(Refused {
+            refusal,
+            method: method.clone(),
+            url: url.to_string(),
+        }))
     }
 
     /// Chunked upload: `PATCH` each chunk with its `Content-Range`, then `PUT ?digest=`. After
@@ -330,7 +386,7 @@ impl Steps<'_> {
                         return Err(e.spent());
                     }
                     attempt += 1;
-                    (location, offset) = self.upload_status(&location, offset, what)?;
+                    (location, offset) = self.upload_status(&location, offset, len, what)?;
                 }
                 Err(e) => return Err(e),
             }
@@ -351,7 +407,7 @@ impl Steps<'_> {
         offset: u64,
         len: u64,
         what: &str,
-    ) -> Result<std::result::Result<Option<String>, Refusal>> {
+    ) -> Result<std::result::Result<Option<String>, Refused>> {
         let url = self.client.url(location);
         let range = format!("{offset}-{}", offset + len - 1);
         let headers = [
@@ -375,9 +431,17 @@ impl Steps<'_> {
     }
 
     /// `GET` an upload session: its Location and how many bytes it holds (`Range: 0-N`),
-    /// `confirmed` being what the registry last acknowledged. A session the registry cannot
-    /// report on is given up: the error is transient, so the upload starts over.
-    fn upload_status(&self, location: &str, confirmed: u64, what: &str) -> Result<(String, u64)> {
+    /// after a failed chunk of `len` bytes from `confirmed`. The registry holds from
+    /// `confirmed` (the chunk lost) to `confirmed + len` (only its answer lost); anything else
+    /// (GHCR's `0-0`, ECR's frozen `Range`) cannot be resumed from, and a session the registry
+    /// cannot report on neither: the error is transient, so the upload starts over.
+    fn upload_status(
+        &self,
+        location: &str,
+        confirmed: u64,
+        len: u64,
+        what: &str,
+    ) -> Result<(String, u64)> {
         let url = self.client.url(location);
         let response = self
             .client
@@ -396,9 +460,24 @@ impl Steps<'_> {
                 _ => e,
             })?;
         let next = location_of(&response).unwrap_or_else(|| location.to_string());
-        // `0-0` is 0 or 1 byte: what we last confirmed tells which.
-        let stored = stored_bytes(&response).unwrap_or(confirmed.min(1));
-        Ok((next, stored))
+        // `0-0` is 0 or 1 byte: only with nothing confirmed yet does it say where to go on.
+        let stored = stored_bytes(&response).or((confirmed == 0).then_some(0));
+        match stored {
+            Some(stored) if (confirmed..=confirmed + len).contains(&stored) => Ok((next, stored)),
+            _ => Err(Error::new(
+                Kind::Rejected,
+                format!(
+                    "{what}: the registry's upload session does not say where it stands \
+                     (Range {}); starting over",
+                    response
+                        .headers()
+                        .get("range")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("missing")
+                ),
+            )
+            .transient(None)),
+        }
     }
 }
 
@@ -474,76 +553,57 @@ mod tests {
         Refusal::new(StatusCode::from_u16(status).unwrap(), &[code])
     }
 
+    /// The strategy a refusal teaches, as a push that has seen PATCH refused (`no_patch`) or not.
+    fn learnt(
+        strategy: Strategy,
+        status: u16,
+        code: &str,
+        sent: u64,
+        min: u64,
+        no_patch: bool,
+    ) -> Option<Strategy> {
+        lesson(strategy, &refusal(status, code), sent, min, no_patch).map(|l| l.0)
+    }
+
     #[test]
     fn lessons_from_refusals() {
-        let mono = Strategy::Monolithic;
+        use Strategy::{Chunked, Monolithic};
         let mib = 1 << 20;
+        let learn = |s, status, code, sent, min| learnt(s, status, code, sent, min, false);
         assert_eq!(
-            lesson(mono, &refusal(413, ""), 10 * mib, 0).map(|l| l.0),
-            Some(Strategy::Chunked(4 * mib))
+            learn(Monolithic, 413, "", 10 * mib, 0),
+            Some(Chunked(4 * mib))
         );
+        assert_eq!(learn(Monolithic, 413, "", 2 * mib, 0), Some(Chunked(mib)));
         assert_eq!(
-            lesson(mono, &refusal(413, ""), 2 * mib, 0).map(|l| l.0),
-            Some(Strategy::Chunked(mib))
-        );
-        assert_eq!(
-            lesson(
-                Strategy::Chunked(8 * mib),
-                &refusal(416, "RANGE_INVALID"),
-                8 * mib,
-                0
-            )
-            .map(|l| l.0),
-            Some(Strategy::Chunked(4 * mib))
+            learn(Chunked(8 * mib), 416, "RANGE_INVALID", 8 * mib, 0),
+            Some(Chunked(4 * mib))
         );
         // Not below the registry's minimum, nor below the floor.
         assert_eq!(
-            lesson(
-                Strategy::Chunked(6 * mib),
-                &refusal(413, ""),
-                6 * mib,
-                5 * mib
-            )
-            .map(|l| l.0),
-            Some(Strategy::Chunked(5 * mib))
+            learn(Chunked(6 * mib), 413, "", 6 * mib, 5 * mib),
+            Some(Chunked(5 * mib))
+        );
+        assert_eq!(learn(Chunked(5 * mib), 413, "", 5 * mib, 5 * mib), None);
+        assert_eq!(learn(Chunked(100 << 10), 413, "", 100 << 10, 0), None);
+        assert_eq!(
+            learn(Monolithic, 404, "BLOB_UNKNOWN", mib, 0),
+            Some(Chunked(u64::MAX))
         );
         assert_eq!(
-            lesson(
-                Strategy::Chunked(5 * mib),
-                &refusal(413, ""),
-                5 * mib,
-                5 * mib
-            ),
-            None
+            learn(Chunked(mib), 405, "UNSUPPORTED", mib, 0),
+            Some(Monolithic)
         );
-        assert_eq!(
-            lesson(
-                Strategy::Chunked(100 << 10),
-                &refusal(413, ""),
-                100 << 10,
-                0
-            ),
-            None
-        );
-        assert_eq!(
-            lesson(mono, &refusal(404, "BLOB_UNKNOWN"), mib, 0).map(|l| l.0),
-            Some(Strategy::Chunked(u64::MAX))
-        );
-        assert_eq!(
-            lesson(Strategy::Chunked(mib), &refusal(405, "UNSUPPORTED"), mib, 0).map(|l| l.0),
-            Some(Strategy::Monolithic)
-        );
+        assert_eq!(learn(Chunked(mib), 501, "", mib, 0), Some(Monolithic));
         // A monolithic PUT's 416 or 405 teaches nothing; nor does a plain 400.
-        assert_eq!(lesson(mono, &refusal(416, ""), mib, 0), None);
-        assert_eq!(lesson(mono, &refusal(405, ""), mib, 0), None);
+        assert_eq!(learn(Monolithic, 416, "", mib, 0), None);
+        assert_eq!(learn(Monolithic, 405, "", mib, 0), None);
         assert_eq!(
-            lesson(
-                Strategy::Chunked(mib),
-                &refusal(400, "BLOB_UPLOAD_INVALID"),
-                mib,
-                0
-            ),
+            learn(Chunked(mib), 400, "BLOB_UPLOAD_INVALID", mib, 0),
             None
         );
+        // Once PATCH was refused, chunks are no way out: no ping-pong.
+        assert_eq!(learnt(Monolithic, 413, "", 10 * mib, 0, true), None);
+        assert_eq!(learnt(Monolithic, 404, "BLOB_UNKNOWN", mib, 0, true), None);
     }
 }

@@ -138,10 +138,11 @@ impl Client {
             loopback,
             redirect::Redirects { wire },
         );
-        if scheme.base().starts_with("https://") {
-            // A bad --ca-file, certs.d file or client certificate is an error before any
-            // request.
-            scheme.next.wire.agent(&scheme.base())?;
+        // A bad --ca-file, certs.d file or client certificate is an error before any request.
+        match scheme.base().starts_with("https://") {
+            true => scheme.next.wire.agent(&scheme.base()).map(|_| ())?,
+            false if !connection.plain_http => scheme.next.wire.check_files()?,
+            false => {}
         }
         let authorizing = authorize::Authorizing {
             auth: auth::Auth::new(credential, scopes),

@@ -12,17 +12,29 @@ use ureq::unversioned::transport::{
     TcpConnector, Transport, TransportAdapter,
 };
 
+/// Which hosts an agent speaks TLS to, and how.
+#[derive(Clone, Debug)]
+pub enum Scope {
+    /// No TLS: the plain-HTTP agent.
+    None,
+    /// The registry's own `host:port` only: its configuration may hold a client certificate
+    /// or verify nothing (`--insecure`), so no other host (an `https://` proxy) gets it.
+    Host(String, Arc<ClientConfig>),
+    /// Any host.
+    Any(Arc<ClientConfig>),
+}
+
 /// The connector chain of an agent: TCP, a CONNECT proxy when the request names one, then TLS
-/// for `https://` URLs when `tls` is given (the plain-HTTP agent has none).
-pub fn connector(tls: Option<Arc<ClientConfig>>) -> impl Connector<Out = impl Transport> {
+/// as `scope` says. ureq runs the chain for the hop to an `https://` proxy too.
+pub fn connector(scope: Scope) -> impl Connector<Out = impl Transport> {
     ().chain(ConnectProxyConnector::default())
         .chain(TcpConnector::default())
-        .chain(TlsConnector { config: tls })
+        .chain(TlsConnector { scope })
 }
 
 #[derive(Debug)]
 struct TlsConnector {
-    config: Option<Arc<ClientConfig>>,
+    scope: Scope,
 }
 
 impl<In: Transport> Connector<In> for TlsConnector {
@@ -39,9 +51,26 @@ impl<In: Transport> Connector<In> for TlsConnector {
         if !details.needs_tls() || transport.is_tls() {
             return Ok(Some(Either::A(transport)));
         }
-        let Some(config) = &self.config else {
-            return Err(ureq::Error::Tls("no TLS for this connection"));
-        };
+        let authority = details
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or_default();
+        let config =
+            match &self.scope {
+                Scope::Any(config) => config,
+                Scope::Host(host, config)
+                    if super::url::same_origin(
+                        &format!("https://{authority}"),
+                        &format!("https://{host}"),
+                    ) =>
+                {
+                    config
+                }
+                _ => return Err(ureq::Error::Tls(
+                    "no TLS to this host through this connection: give the proxy as an http:// URL",
+                )),
+            };
         let host = details
             .uri
             .host()
@@ -52,7 +81,8 @@ impl<In: Transport> Connector<In> for TlsConnector {
             .map_err(|_| ureq::Error::Tls("the host is not a valid TLS server name"))?;
         let mut conn = ClientConnection::new(config.clone(), name).map_err(ureq::Error::Rustls)?;
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
-        sock.set_timeout(details.timeout);
+        // The handshake shares the connection's budget, which started at `details.now`.
+        sock.set_timeout(left_of(details));
         conn.complete_io(&mut sock)?;
         let buffers = LazyBuffers::new(
             details.config.input_buffer_size(),
@@ -63,6 +93,20 @@ impl<In: Transport> Connector<In> for TlsConnector {
             stream: StreamOwned { conn, sock },
         })))
     }
+}
+
+/// What is left of the connection's timeout, measured from when the connection began.
+fn left_of(details: &ConnectionDetails) -> NextTimeout {
+    use ureq::unversioned::transport::time::{Duration as Limit, Instant as At};
+    let spent = match ((details.current_time)(), details.now) {
+        (At::Exact(now), At::Exact(began)) => now.saturating_duration_since(began),
+        _ => std::time::Duration::ZERO,
+    };
+    let mut timeout = details.timeout;
+    if let Limit::Exact(limit) = timeout.after {
+        timeout.after = Limit::Exact(limit.saturating_sub(spent));
+    }
+    timeout
 }
 
 struct TlsTransport {

@@ -38,7 +38,7 @@ pub struct Identity {
 }
 
 /// The certificates in a PEM file; `what` names it in errors.
-fn pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+pub fn pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     let bytes = read_bounded(path, MAX_PEM_FILE_BYTES)
         .map_err(|e| Error::usage(format!("cannot read {what} {}: {e}", path.display())))?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
@@ -113,8 +113,11 @@ fn certs_d_roots(var: impl Fn(&str) -> Option<String>) -> Vec<PathBuf> {
 }
 
 /// The CAs and client certificate the certs.d directories hold for `host` (`host[:port]`, as
-/// the directory is named): every directory's CAs, and the first client certificate found.
-pub fn certs_d(host: &str) -> Result<HostFiles> {
+/// the directory is named): every directory's CAs, and (when `identity`: no `--cert-file`)
+/// the first client certificate found. A file this user may not read (a root-only
+/// `/etc/docker/certs.d/HOST/client.key`) is passed over with a warning; one that is not what
+/// its name says is an error.
+pub fn certs_d(host: &str, identity: bool) -> Result<HostFiles> {
     let mut found = HostFiles::default();
     // A host name cannot name a directory elsewhere: `..` or a `/` is no registry host.
     if host.contains(['/', '\\']) || host.contains("..") {
@@ -129,9 +132,13 @@ pub fn certs_d(host: &str) -> Result<HostFiles> {
         names.sort();
         for path in names {
             let what = "certs.d file";
+            if let Err(e) = std::fs::File::open(&path) {
+                log::warn!("warning: skipping {}: {e}", path.display());
+                continue;
+            }
             match path.extension().and_then(|e| e.to_str()) {
                 Some("crt") => found.cas.extend(pem_certificates(&path, what)?),
-                Some("cert") if found.identity.is_none() => {
+                Some("cert") if identity && found.identity.is_none() => {
                     let key = path.with_extension("key");
                     if !key.is_file() {
                         return Err(Error::usage(format!(

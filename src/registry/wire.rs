@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ureq::http::{Method, Request, Response};
@@ -147,7 +147,7 @@ pub struct Wire {
 impl Wire {
     pub fn new(tls: TlsOptions, resolver: Remembering, policy: Policy) -> Result<Wire> {
         Ok(Wire {
-            plain: new_agent(None, &resolver),
+            plain: new_agent(tls::Scope::None, &resolver),
             registry: OnceLock::new(),
             elsewhere: OnceLock::new(),
             roots: OnceLock::new(),
@@ -156,6 +156,19 @@ impl Wire {
             resolver,
             policy,
         })
+    }
+
+    /// Reads the registry's TLS files (`--ca-file`, `--cert-file`, certs.d) without loading
+    /// the system's store: a loopback registry that may turn out to speak plain HTTP still
+    /// has them checked before its first request.
+    pub fn check_files(&self) -> Result<()> {
+        if let Some(ca_file) = &self.tls.ca_file {
+            trust::pem_certificates(ca_file, "--ca-file")?;
+        }
+        if let Some((cert, key)) = &self.tls.identity {
+            trust::identity(cert, key)?;
+        }
+        trust::certs_d(&self.tls.host, self.tls.identity.is_none()).map(|_| ())
     }
 
     fn roots(&self) -> Result<&[rustls_pki_types::CertificateDer<'static>]> {
@@ -183,7 +196,7 @@ impl Wire {
         }
         let config = match home {
             true => {
-                let files = trust::certs_d(&self.tls.host)?;
+                let files = trust::certs_d(&self.tls.host, self.tls.identity.is_none())?;
                 let mut roots = self.roots()?.to_vec();
                 roots.extend(files.cas);
                 let identity = match &self.tls.identity {
@@ -194,7 +207,11 @@ impl Wire {
             }
             false => trust::client_config(self.roots()?, None, true)?,
         };
-        let agent = new_agent(Some(config), &self.resolver);
+        let scope = match home {
+            true => tls::Scope::Host(self.tls.host.clone(), config),
+            false => tls::Scope::Any(config),
+        };
+        let agent = new_agent(scope, &self.resolver);
         Ok(slot.get_or_init(|| agent).clone())
     }
 
@@ -306,14 +323,14 @@ fn run(
 const USER_AGENT: &str = concat!("oci-push/", env!("CARGO_PKG_VERSION"));
 
 /// The one agent (connection pool) of a client.
-fn new_agent(tls: Option<Arc<rustls::ClientConfig>>, resolver: &Remembering) -> Agent {
+fn new_agent(tls: tls::Scope, resolver: &Remembering) -> Agent {
     let config = Agent::config_builder()
         // Error statuses are answers to read (the registry's error body), not failures.
         .http_status_as_error(false)
         .user_agent(USER_AGENT)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(300)))
-        // Redirects are followed by `Client::raw`, which decides where credentials go, and
+        // Redirects are followed by `Redirects::send`, which decides where credentials go, and
         // the proxy is chosen per request (see the `proxy` module): ureq's own choice
         // would send loopback traffic and plain HTTP through HTTPS_PROXY.
         .max_redirects(0)

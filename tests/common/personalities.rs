@@ -37,9 +37,22 @@ pub fn ecr_patch() -> Vec<Rule> {
     vec![Rule::every("PATCH", UPLOADS, answer)]
 }
 
-/// Google Artifact Registry (and Quay set-ups): no chunked uploads.
-pub fn no_patch() -> Vec<Rule> {
-    vec![Rule::every("PATCH", UPLOADS, Fault::status(405))]
+/// Google Artifact Registry (and Quay set-ups): no chunked uploads, refused with `status`
+/// (405, or 501 Not Implemented).
+pub fn no_patch(status: u16) -> Vec<Rule> {
+    vec![Rule::every("PATCH", UPLOADS, Fault::status(status))]
+}
+
+/// A registry (or a proxy) that does not send `Docker-Content-Digest` with a manifest.
+pub fn no_digest_header() -> Vec<Rule> {
+    let strip = Fault::Rewrite(vec![Edit::RemoveHeader("Docker-Content-Digest".into())]);
+    vec![Rule::every("*", "/manifests/", strip)]
+}
+
+/// GHCR: an upload session's status answers `Range: 0-0`, whatever it holds.
+pub fn zero_range_status() -> Vec<Rule> {
+    let zero = Fault::Rewrite(vec![Edit::header("Range", "0-0")]);
+    vec![Rule::every("GET", UPLOADS, zero)]
 }
 
 /// Artifactory: a final `PUT` that carries the blob is refused; it wants `PATCH` first.
@@ -132,6 +145,10 @@ pub fn harbor_policy_head() -> Vec<Rule> {
 /// How registries refuse to move an immutable tag; `tag` is the one refused.
 pub fn immutable_tag(registry: Immutable, tag: &str) -> Vec<Rule> {
     let fault = match registry {
+        Immutable::Permission => Fault::status(403).with_body(&json_error(
+            "DENIED",
+            "requested access to the resource is denied",
+        )),
         Immutable::Ecr => Fault::status(400).with_body(&json_error(
             "TAG_INVALID",
             &format!("The image tag '{tag}' already exists in the repository and cannot be overwritten because the repository is immutable."),
@@ -154,6 +171,8 @@ pub fn immutable_tag(registry: Immutable, tag: &str) -> Vec<Rule> {
 
 #[derive(Clone, Copy, Debug)]
 pub enum Immutable {
+    /// Not immutability: a role that may not push tags, refused with a plain 403.
+    Permission,
     Ecr,
     Harbor,
     Acr,
