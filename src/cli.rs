@@ -61,9 +61,9 @@ CONNECTION:
                              own host and port only (token realms and storage hosts
                              elsewhere are still verified); also allows a plain-HTTP
                              token realm on the registry's own host.
-    --plain-http             Use plain HTTP. Registries on localhost, 127.0.0.0/8 and [::1]
-                             (addresses, not names) get HTTPS when they speak it and
-                             plain HTTP otherwise.
+    --plain-http             Use plain HTTP. Registries on 127.0.0.0/8 and [::1], and on
+                             localhost when it resolves to loopback only, get HTTPS when
+                             they speak it and plain HTTP otherwise.
     -j, --jobs N             Upload up to N blobs (and an index's manifests) at once,
                              1 to 64 (default 8).
     --mount-from REPO        Before uploading a blob, try to mount it from REPO, another
@@ -89,8 +89,9 @@ OUTPUT:
                              outcome, bytes and timing (docs/cli.md has its schema).
                              Progress goes to stderr: live bars on a terminal, one plain
                              line per step otherwise.
-    --dry-run                Ask the registry what it has (HEAD requests only) and print
-                             what a push would upload, mount, skip and tag; write nothing.
+    --dry-run                Ask the registry what it has (reads only: HEAD, the tag list)
+                             and print what a push would upload, mount, skip and tag;
+                             write nothing.
 
 OTHER:
     --verify                 Check the layout offline instead of pushing: every blob and

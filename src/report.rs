@@ -23,7 +23,7 @@ static LIVE_BARS: OnceLock<MultiProgress> = OnceLock::new();
 
 /// One line of diagnostics on stderr (a retry, a `--verbose` request): printed above the live
 /// bars on a terminal, so that neither garbles the other.
-pub fn log(text: &str) {
+fn log(text: &str) {
     match LIVE_BARS.get() {
         Some(multi) => multi.suspend(|| eprintln!("{text}")),
         None => eprintln!("{text}"),

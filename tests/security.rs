@@ -478,8 +478,14 @@ impl UntrustedTlsServer {
             .spawn()
             .expect("openssl s_server");
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut child = child;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "s_server did not start");
+            // Exited: the port was taken meanwhile (the test would then talk to someone else).
+            assert!(
+                matches!(child.try_wait(), Ok(None)),
+                "openssl s_server exited"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         UntrustedTlsServer {
@@ -652,7 +658,7 @@ fn a_blob_that_shrinks_during_the_push_fails_at_once() {
             1,
             "HEAD",
             &format!("/blobs/{}", layer.digest),
-            Fault::stall(Duration::from_secs(2)),
+            Fault::stall(Duration::from_secs(10)),
         )],
     );
     let repo = proxy.repo("shrink/app");
@@ -766,7 +772,9 @@ fn a_network_that_fails_half_the_requests_does_not_fail_the_push() {
             let image = Image::sized(Types::Oci, 300 + seed, 3, 64 << 10);
             let layout = image_layout(&image);
             let path = format!("chaos/app{seed}");
-            let args = ["-t", "v1", "--timeout", "5m"];
+            // One upload at a time: the requests come in the same order every run, so each
+            // seed's coin falls on the same ones. A push slower than --timeout counts as failed.
+            let args = ["-t", "v1", "--timeout", "200s", "--jobs", "1"];
             let running = spawn_oci_push(os_args(layout.path(), &proxy.repo(&path), &args));
             (proxy, image, layout, path, running)
         })
@@ -782,7 +790,12 @@ fn a_network_that_fails_half_the_requests_does_not_fail_the_push() {
                 registry.assert_blob(&path, blob);
             }
         } else {
-            failed.push(format!("{path}: exit {}: {}", run.code, run.stderr));
+            failed.push(format!(
+                "{path}: exit {}: {}\n{}",
+                run.code,
+                run.stderr,
+                proxy.describe()
+            ));
         }
     }
     assert!(

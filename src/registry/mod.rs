@@ -54,7 +54,7 @@ pub use wire::{FileBody, Payload};
 pub struct Connection {
     /// Speak plain HTTP even to a non-loopback registry.
     pub plain_http: bool,
-    /// Accept any TLS certificate.
+    /// Accept any TLS certificate from the registry's own host and port.
     pub insecure: bool,
     /// A PEM file of extra trusted CA certificates (or pinned server certificates).
     pub ca_file: Option<PathBuf>,

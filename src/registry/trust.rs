@@ -132,32 +132,51 @@ pub fn certs_d(host: &str, identity: bool) -> Result<HostFiles> {
         names.sort();
         for path in names {
             let what = "certs.d file";
-            if let Err(e) = std::fs::File::open(&path) {
-                log::warn!("warning: skipping {}: {e}", path.display());
+            let wanted = match path.extension().and_then(|e| e.to_str()) {
+                Some("crt") => true,
+                Some("cert") => identity && found.identity.is_none(),
+                _ => false,
+            };
+            if !wanted || !readable(&path) {
                 continue;
             }
-            match path.extension().and_then(|e| e.to_str()) {
-                Some("crt") => found.cas.extend(pem_certificates(&path, what)?),
-                Some("cert") if identity && found.identity.is_none() => {
-                    let key = path.with_extension("key");
-                    if !key.is_file() {
-                        return Err(Error::usage(format!(
-                            "{} has no {} beside it; a client certificate needs its key",
-                            path.display(),
-                            key.display()
-                        )));
-                    }
-                    found.identity = Some(Identity {
-                        chain: pem_certificates(&path, what)?,
-                        key: pem_key(&key, what)?,
-                        source: path.display().to_string(),
-                    });
-                }
-                _ => {}
+            if path.extension().is_some_and(|e| e == "crt") {
+                found.cas.extend(pem_certificates(&path, what)?);
+                continue;
+            }
+            let key = path.with_extension("key");
+            if !key.is_file() {
+                return Err(Error::usage(format!(
+                    "{} has no {} beside it; a client certificate needs its key",
+                    path.display(),
+                    key.display()
+                )));
+            }
+            if readable(&key) {
+                found.identity = Some(Identity {
+                    chain: pem_certificates(&path, what)?,
+                    key: pem_key(&key, what)?,
+                    source: path.display().to_string(),
+                });
             }
         }
     }
     Ok(found)
+}
+
+/// Whether a certs.d file is a regular file this user can open; one that is not (a root-only
+/// key, a link to nothing, a FIFO, which would block the open) is passed over with a warning.
+fn readable(path: &Path) -> bool {
+    let why = match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => "not a regular file".to_string(),
+        Ok(_) => match std::fs::File::open(path) {
+            Ok(_) => return true,
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    log::warn!("warning: skipping {}: {why}", path.display());
+    false
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -54,7 +54,8 @@ pub enum When {
     /// The first K matching requests.
     FirstK(usize),
     /// About `percent` in 100 of the matching requests, drawn by a coin seeded with `seed`:
-    /// the same requests every run, different ones for another seed.
+    /// the same requests every run when they arrive in the same order (one upload at a
+    /// time), different ones for another seed.
     Chance { percent: u64, seed: u64 },
 }
 
@@ -472,9 +473,13 @@ impl Shared {
             };
             if turn && chosen.is_none() {
                 armed.fired += 1;
+                let pick = match armed.rule.when {
+                    When::Chance { .. } => (draw / 100) as usize,
+                    _ => armed.fired - 1,
+                };
                 let fault = match &armed.rule.fault {
                     Fault::OneOf(faults) if !faults.is_empty() => {
-                        faults[(draw / 100) as usize % faults.len()].clone()
+                        faults[pick % faults.len()].clone()
                     }
                     fault => fault.clone(),
                 };
