@@ -366,6 +366,67 @@ fn a_hanging_credential_helper_is_stopped_within_timeout() {
 }
 
 #[test]
+fn a_signal_to_the_pusher_stops_its_helper_too() {
+    // SIGTERM to the pusher alone (a CI runner cancelling the job): the helper it waits for
+    // goes with it, instead of running on.
+    let sandbox = Sandbox::new();
+    let pid_file = sandbox.path("helper.pid");
+    sandbox.script(
+        "docker-credential-hang",
+        &format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+            pid_file.display()
+        ),
+    );
+    with_creds_store(&sandbox, "hang");
+    let (_image, layout) = image(225);
+    let repo = format!("127.0.0.1:{}/app", free_port());
+    let path = format!(
+        "{}:{}",
+        sandbox.bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut pusher = std::process::Command::new(env!("CARGO_BIN_EXE_oci-push"))
+        .args([
+            "--layout",
+            &layout.path().display().to_string(),
+            "-r",
+            &repo,
+        ])
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", sandbox.home())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start oci-push");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let helper = loop {
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            if !pid.trim().is_empty() {
+                break pid.trim().to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "the helper never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pusher.id().to_string()])
+        .status();
+    assert!(signalled.is_ok_and(|s| s.success()), "kill -TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Ok(Some(status)) = pusher.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the pusher did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(128 + 15), "{status:?}");
+    assert!(!alive(&helper), "the helper {helper} outlived the pusher");
+}
+
+#[test]
 fn an_endless_credential_helper_is_stopped_at_1_mib() {
     // `yes` grew the pusher past 1.8 GB in 6 s: the answer is read to 1 MiB, no further.
     let sandbox = Sandbox::new();

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Kind, Result};
@@ -51,6 +51,7 @@ pub fn run(
             format!("within {}", human_duration(HELPER_TIME_LIMIT)),
         ),
     };
+    stop_helpers_on_signals();
     let mut child = Command::new(program)
         .arg("get")
         .stdin(Stdio::piped())
@@ -105,6 +106,7 @@ pub fn run(
         });
     }
     drop(sender);
+    let child = Running::register(child);
     let mut output = [Vec::new(), Vec::new()];
     let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
     while done != [true, true] {
@@ -114,14 +116,14 @@ pub fn run(
             break;
         }
         if Instant::now() >= deadline {
-            stop(&mut child);
+            child.stop();
             return Err(timed_out(source, &limit_name));
         }
         match chunks.recv_timeout(Duration::from_millis(10)) {
             Ok((index, Some(bytes))) => {
                 output[index].extend_from_slice(&bytes);
                 if output[index].len() as u64 > MAX_HELPER_OUTPUT {
-                    stop(&mut child);
+                    child.stop();
                     let name = ["stdout", "stderr"][index];
                     return Err(fail(
                         Kind::Auth,
@@ -152,7 +154,7 @@ pub fn run(
                     std::thread::sleep(Duration::from_millis(5))
                 }
                 Ok(None) => {
-                    stop(&mut child);
+                    child.stop();
                     return Err(timed_out(source, &limit_name));
                 }
                 Err(e) => return Err(fail(Kind::Auth, format!("cannot run it: {e}"))),
@@ -189,8 +191,64 @@ fn timed_out(source: &str, limit: &str) -> Error {
     )
 }
 
-/// Kills and reaps a helper past a limit.
-fn stop(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+/// The helpers running now, to stop when the pusher is told to stop.
+static RUNNING: Mutex<Vec<Arc<Mutex<Child>>>> = Mutex::new(Vec::new());
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A running helper, known to the signal handler until it is done.
+struct Running(Arc<Mutex<Child>>);
+
+impl Running {
+    fn register(child: Child) -> Running {
+        let child = Arc::new(Mutex::new(child));
+        lock(&RUNNING).push(child.clone());
+        Running(child)
+    }
+
+    fn try_wait(&self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        lock(&self.0).try_wait()
+    }
+
+    /// Kills and reaps a helper past a limit.
+    fn stop(&self) {
+        let mut child = lock(&self.0);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        lock(&RUNNING).retain(|c| !Arc::ptr_eq(c, &self.0));
+    }
+}
+
+/// Once a helper runs: SIGINT, SIGTERM or SIGHUP to the pusher alone (a CI runner stopping a
+/// job, `kill PID`) stops the helpers still running before the pusher exits as the signal
+/// would have it (128 + its number). Without this, a hanging helper outlived the pusher.
+#[cfg(unix)]
+fn stop_helpers_on_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                for child in lock(&RUNNING).drain(..) {
+                    let mut child = lock(&child);
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                std::process::exit(128 + signal);
+            }
+        });
+    });
+}
+
+#[cfg(not(unix))]
+fn stop_helpers_on_signals() {}
