@@ -327,15 +327,7 @@ fn a_helper_that_answered_is_not_waited_for_by_what_it_left_running() {
 #[test]
 fn a_hanging_credential_helper_is_stopped_within_timeout() {
     let sandbox = Sandbox::new();
-    let pid_file = sandbox.path("helper.pid");
-    sandbox.script(
-        "docker-credential-hang",
-        &format!(
-            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
-            pid_file.display()
-        ),
-    );
-    with_creds_store(&sandbox, "hang");
+    let pid_file = sandbox.hanging_docker_helper("hang");
     let (_image, layout) = image(208);
     let repo = format!("127.0.0.1:{}/app", free_port());
     let started = Instant::now();
@@ -370,32 +362,12 @@ fn a_signal_to_the_pusher_stops_its_helper_too() {
     // SIGTERM to the pusher alone (a CI runner cancelling the job): the helper it waits for
     // goes with it, instead of running on.
     let sandbox = Sandbox::new();
-    let pid_file = sandbox.path("helper.pid");
-    sandbox.script(
-        "docker-credential-hang",
-        &format!(
-            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
-            pid_file.display()
-        ),
-    );
-    with_creds_store(&sandbox, "hang");
+    let pid_file = sandbox.hanging_docker_helper("hang");
     let (_image, layout) = image(225);
     let repo = format!("127.0.0.1:{}/app", free_port());
-    let path = format!(
-        "{}:{}",
-        sandbox.bin().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut pusher = std::process::Command::new(env!("CARGO_BIN_EXE_oci-push"))
-        .args([
-            "--layout",
-            &layout.path().display().to_string(),
-            "-r",
-            &repo,
-        ])
-        .env_clear()
-        .env("PATH", path)
-        .env("HOME", sandbox.home())
+    let layout_dir = layout.path().display().to_string();
+    let mut pusher = sandbox
+        .command(&["--layout", &layout_dir, "-r", &repo], &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

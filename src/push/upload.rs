@@ -17,6 +17,7 @@ One blob's upload, as registries really take it: every registry quirk of this st
 */
 
 use std::fs::File;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ureq::http::{Method, Response, StatusCode};
@@ -48,9 +49,9 @@ const MAX_LESSONS: usize = 8;
 pub struct Strategies {
     current: Mutex<Strategy>,
     /// `OCI-Chunk-Min-Length`, once a registry announced it.
-    min_chunk: Mutex<u64>,
+    min_chunk: AtomicU64,
     /// The registry refused PATCH: monolithic for good, whatever else it says.
-    no_patch: std::sync::atomic::AtomicBool,
+    no_patch: AtomicBool,
 }
 
 impl Strategies {
@@ -58,13 +59,13 @@ impl Strategies {
     pub fn new(chunk_size: Option<u64>) -> Strategies {
         Strategies {
             current: Mutex::new(chunk_size.map_or(Strategy::Monolithic, Strategy::Chunked)),
-            min_chunk: Mutex::new(0),
-            no_patch: std::sync::atomic::AtomicBool::new(false),
+            min_chunk: AtomicU64::new(0),
+            no_patch: AtomicBool::new(false),
         }
     }
 
     fn no_patch(&self) -> bool {
-        self.no_patch.load(std::sync::atomic::Ordering::Relaxed)
+        self.no_patch.load(Ordering::Relaxed)
     }
 
     fn get(&self) -> Strategy {
@@ -74,8 +75,7 @@ impl Strategies {
     /// Takes `next` unless another upload already learnt something else since `seen`.
     fn learn(&self, seen: Strategy, next: Strategy, why: &str) {
         if next == Strategy::Monolithic {
-            self.no_patch
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.no_patch.store(true, Ordering::Relaxed);
         }
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if *current == seen && next != seen {
@@ -90,7 +90,7 @@ impl Strategies {
     }
 
     fn min_chunk(&self) -> u64 {
-        *self.min_chunk.lock().unwrap_or_else(|e| e.into_inner())
+        self.min_chunk.load(Ordering::Relaxed)
     }
 }
 
@@ -296,11 +296,7 @@ impl Steps<'_> {
         let announced = header_number(&response, "oci-chunk-min-length");
         if let Some(min) = announced.filter(|_| !self.strategies.no_patch()) {
             let min = min.clamp(1, 1 << 30);
-            *self
-                .strategies
-                .min_chunk
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = min;
+            self.strategies.min_chunk.store(min, Ordering::Relaxed);
             let seen = self.strategies.get();
             let next = match seen {
                 Strategy::Chunked(size) if size >= min => seen,

@@ -21,8 +21,6 @@ pub struct Authorizing {
     pub scheme: Scheme,
     /// The registry's name for messages (`host:port`).
     pub registry: String,
-    /// `--insecure`: a plain-HTTP token realm on the registry's own host may have credentials.
-    pub insecure: bool,
 }
 
 impl Authorizing {
@@ -144,13 +142,14 @@ impl Authorizing {
             Secret::Basic { .. } | Secret::IdentityToken { .. }
         );
         // --insecure says the user trusts the registry's host as it is, not other hosts.
-        let trusted_anyway = self.insecure && url::host(realm) == url::host(&self.scheme.base());
+        let insecure = self.scheme.next.wire.insecure();
+        let trusted_anyway = insecure && url::host(realm) == url::host(&self.scheme.base());
         if realm.starts_with("http://")
             && self.scheme.base().starts_with("https://")
             && has_secret
             && !trusted_anyway
         {
-            let way_out = match self.insecure {
+            let way_out = match insecure {
                 true => "(--insecure allows one on the registry's own host only)",
                 false => "or pass --insecure to allow it on the registry's own host",
             };

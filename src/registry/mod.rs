@@ -148,7 +148,6 @@ impl Client {
             auth: auth::Auth::new(credential, scopes),
             scheme,
             registry: repository.registry().to_string(),
-            insecure: connection.insecure,
         };
         Ok(Client {
             authorizing,

@@ -39,9 +39,17 @@ pub struct Identity {
 
 /// The certificates in a PEM file; `what` names it in errors.
 pub fn pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let bytes = read_bounded(path, MAX_PEM_FILE_BYTES)
-        .map_err(|e| Error::usage(format!("cannot read {what} {}: {e}", path.display())))?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
+    certificates_in(&read_pem(path, what)?, path, what)
+}
+
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>> {
+    read_bounded(path, MAX_PEM_FILE_BYTES)
+        .map_err(|e| Error::usage(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+/// The certificates in the PEM text `bytes` of `path`.
+fn certificates_in(bytes: &[u8], path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(bytes)
         .filter_map(|c| c.ok())
         .collect();
     if certs.is_empty() {
@@ -77,9 +85,11 @@ pub fn identity(cert_file: &Path, key_file: &Path) -> Result<Identity> {
 }
 
 fn pem_key(path: &Path, what: &str) -> Result<PrivateKeyDer<'static>> {
-    let bytes = read_bounded(path, MAX_PEM_FILE_BYTES)
-        .map_err(|e| Error::usage(format!("cannot read {what} {}: {e}", path.display())))?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
+    key_in(&read_pem(path, what)?, path, what)
+}
+
+fn key_in(bytes: &[u8], path: &Path, what: &str) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_slice(bytes).map_err(|_| {
         Error::usage(format!(
             "{what} {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
             path.display()
@@ -137,25 +147,28 @@ pub fn certs_d(host: &str, identity: bool) -> Result<HostFiles> {
                 Some("cert") => identity && found.identity.is_none(),
                 _ => false,
             };
-            if !wanted || !readable(&path) {
+            if !wanted {
                 continue;
             }
+            let Some(bytes) = read_or_skip(&path) else {
+                continue;
+            };
             if path.extension().is_some_and(|e| e == "crt") {
-                found.cas.extend(pem_certificates(&path, what)?);
+                found.cas.extend(certificates_in(&bytes, &path, what)?);
                 continue;
             }
             let key = path.with_extension("key");
-            if !key.is_file() {
+            if std::fs::symlink_metadata(&key).is_err() {
                 return Err(Error::usage(format!(
                     "{} has no {} beside it; a client certificate needs its key",
                     path.display(),
                     key.display()
                 )));
             }
-            if readable(&key) {
+            if let Some(key_bytes) = read_or_skip(&key) {
                 found.identity = Some(Identity {
-                    chain: pem_certificates(&path, what)?,
-                    key: pem_key(&key, what)?,
+                    chain: certificates_in(&bytes, &path, what)?,
+                    key: key_in(&key_bytes, &key, what)?,
                     source: path.display().to_string(),
                 });
             }
@@ -164,19 +177,12 @@ pub fn certs_d(host: &str, identity: bool) -> Result<HostFiles> {
     Ok(found)
 }
 
-/// Whether a certs.d file is a regular file this user can open; one that is not (a root-only
-/// key, a link to nothing, a FIFO, which would block the open) is passed over with a warning.
-fn readable(path: &Path) -> bool {
-    let why = match std::fs::metadata(path) {
-        Ok(meta) if !meta.is_file() => "not a regular file".to_string(),
-        Ok(_) => match std::fs::File::open(path) {
-            Ok(_) => return true,
-            Err(e) => e.to_string(),
-        },
-        Err(e) => e.to_string(),
-    };
-    log::warn!("warning: skipping {}: {why}", path.display());
-    false
+/// A certs.d file's bytes, or None with a warning when this user cannot read it: a root-only
+/// key, a link to nothing, a FIFO (refused before it is opened, as the open would block).
+fn read_or_skip(path: &Path) -> Option<Vec<u8>> {
+    read_bounded(path, MAX_PEM_FILE_BYTES)
+        .map_err(|e| log::warn!("warning: skipping {}: {e}", path.display()))
+        .ok()
 }
 
 fn provider() -> Arc<CryptoProvider> {

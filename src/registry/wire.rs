@@ -171,6 +171,11 @@ impl Wire {
         trust::certs_d(&self.tls.host, self.tls.identity.is_none()).map(|_| ())
     }
 
+    /// `--insecure`: the registry's own host is not verified.
+    pub fn insecure(&self) -> bool {
+        self.tls.insecure
+    }
+
     fn roots(&self) -> Result<&[rustls_pki_types::CertificateDer<'static>]> {
         if let Some(roots) = self.roots.get() {
             return Ok(roots);

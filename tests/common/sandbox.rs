@@ -158,15 +158,23 @@ impl Sandbox {
         env: &[(&str, &str)],
         stdin: Option<&str>,
     ) -> Run {
+        let mut command = self.command(args, env);
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        run_with_timeout(command, stdin, RUN_TIMEOUT)
+    }
+}
+
+impl Sandbox {
+    /// `oci-push ARGS` in the sandbox's clean environment (see [`Sandbox::run`]), not started.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let path = format!(
             "{}:{}",
             self.bin().display(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into())
         );
         let mut command = Command::new(env!("CARGO_BIN_EXE_oci-push"));
-        if let Some(cwd) = cwd {
-            command.current_dir(cwd);
-        }
         command
             .args(args)
             .env_clear()
@@ -183,7 +191,22 @@ impl Sandbox {
         for (name, value) in env {
             command.env(name, value);
         }
-        run_with_timeout(command, stdin, RUN_TIMEOUT)
+        command
+    }
+
+    /// A credential helper `bin/docker-credential-NAME` that writes its PID to the returned
+    /// file and then hangs for a minute, named by the Docker config's `credsStore`.
+    pub fn hanging_docker_helper(&self, name: &str) -> PathBuf {
+        let pid_file = self.path(&format!("{name}.pid"));
+        self.script(
+            &format!("docker-credential-{name}"),
+            &format!(
+                "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+                pid_file.display()
+            ),
+        );
+        self.home_docker_config(&serde_json::json!({ "credsStore": name }));
+        pid_file
     }
 }
 
