@@ -58,6 +58,9 @@ pub struct Manifest {
     pub bytes: Vec<u8>,
     /// How deep it sits: 0 for the top, 1 for the manifests an index names, and so on.
     pub depth: usize,
+    /// The digests it names (an image's config and layers, an index's manifests): the
+    /// registry takes it only once they are all there.
+    pub children: Vec<String>,
 }
 
 /// What a layout holds, in push order.
@@ -151,6 +154,7 @@ impl Reader<'_> {
         }
         let bytes = read_manifest(&path, &digest, desc.size())?;
         let media_type = media_type_of(desc, &bytes, &path)?;
+        let mut children = Vec::new();
         let parse_error = |e: serde_json::Error| {
             Error::invalid(format!(
                 "manifest {digest} ({}) is not a valid {media_type}: {e}{}",
@@ -171,6 +175,7 @@ impl Reader<'_> {
                             ));
                         }
                     }
+                    children.push(child.digest().to_string());
                     self.visit(child, depth + 1)?;
                 }
             }
@@ -178,8 +183,10 @@ impl Reader<'_> {
                 let manifest: ImageManifest =
                     serde_json::from_slice(&bytes).map_err(parse_error)?;
                 self.add_blob(manifest.config(), BlobKind::Config)?;
+                children.push(manifest.config().digest().to_string());
                 for layer in manifest.layers() {
                     self.add_blob(layer, BlobKind::Layer)?;
+                    children.push(layer.digest().to_string());
                 }
                 if depth == 0 {
                     self.platforms
@@ -208,6 +215,7 @@ impl Reader<'_> {
             media_type,
             bytes,
             depth,
+            children,
         });
         Ok(())
     }

@@ -239,6 +239,7 @@ impl Reporter {
         let record = self.record();
         let image = &self.image;
         let totals = Totals::of(&record, image.bytes);
+        let wire = crate::registry::stats::totals();
         let blobs: Vec<serde_json::Value> = record
             .blobs
             .iter()
@@ -274,6 +275,11 @@ impl Reporter {
                 "skipped": totals.skipped,
             },
             "seconds": round_ms(self.started.elapsed()),
+            "wire": {
+                "requests": wire.requests,
+                "connections": wire.connections,
+                "roundTrips": wire.round_trips,
+            },
             "error": error.map(|(message, code)| json!({"message": message, "exitCode": code})),
         })
     }

@@ -410,15 +410,18 @@ fn transient_statuses_are_retried_until_success() {
             Rule::nth(1, "PUT", "/blobs/uploads/", Fault::status(503)),
             Rule::first(2, "PUT", &image.manifest.digest, Fault::status(500)),
             Rule::nth(1, "PUT", "/manifests/v1", Fault::retry_after(429, "0")),
-            // Tags are looked up in one listing, retried like any request.
+            // The tags after the first are looked up in one listing, retried like any request.
             Rule::nth(1, "GET", "/tags/list", Fault::status(504)),
         ],
     );
     let layout = image_layout(&image);
     let repo = proxy.repo("app");
-    let (run, _) = run_bounded(args(&layout, &repo, &["-j", "1", "-t", "v1"]), LIMIT);
+    let (run, _) = run_bounded(
+        args(&layout, &repo, &["-j", "1", "-t", "v1", "-t", "v2"]),
+        LIMIT,
+    );
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "app", &image, &["v1"]);
+    assert_pushed(&registry, "app", &image, &["v1", "v2"]);
     let fired: Vec<usize> = (0..6).map(|rule| proxy.fired(rule)).collect();
     assert_eq!(fired, [1, 1, 1, 2, 1, 1], "{}", proxy.describe());
     assert_retries(&run, 7, DEFAULT_ATTEMPTS);

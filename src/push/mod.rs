@@ -11,10 +11,11 @@ order on the calling thread. This module reports what happens through [`Observer
 prints.
 */
 
+mod schedule;
 mod upload;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard};
 
 use ureq::http::{Method, StatusCode};
 
@@ -103,44 +104,27 @@ pub fn push(
     steps.run(layout, tags)
 }
 
-/// Runs `step` on every item, on up to `jobs` threads (the calling one included), taking the
-/// items in order. After the first failure no new item is started, and that failure is the
-/// result.
-fn in_parallel<T: Sync>(
-    items: &[T],
-    jobs: usize,
-    step: impl Fn(&T) -> Result<()> + Sync,
-) -> Result<()> {
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let failed = || failure.lock().map(|f| f.is_some()).unwrap_or(true);
-    let work = || {
-        while !failed() {
-            let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                return;
-            };
-            if let Err(e) = step(item) {
-                if let Ok(mut first) = failure.lock() {
-                    first.get_or_insert(e);
-                }
-                return;
-            }
-        }
-    };
-    let threads = jobs.clamp(1, items.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 1..threads {
-            scope.spawn(work);
-        }
-        work();
-    });
-    match failure.into_inner() {
-        Ok(None) => Ok(()),
-        Ok(Some(e)) => Err(e),
-        Err(poisoned) => Err(poisoned
-            .into_inner()
-            .unwrap_or_else(|| Error::usage("an upload thread panicked"))),
-    }
+/// One step of the content's schedule.
+enum Work<'l> {
+    /// The top manifest's HEAD.
+    CheckTop,
+    ListTags,
+    Blob(&'l Blob),
+    Manifest(&'l Manifest),
+}
+
+/// What the top manifest's HEAD said, and the blobs found there before it did.
+struct TopCheck<'l> {
+    known: bool,
+    present: bool,
+    unreported: Vec<&'l Blob>,
+}
+
+/// A lock that a panicked upload thread cannot make unusable: the data is flags and lists.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn list(tags: &[String]) -> String {
@@ -168,24 +152,38 @@ impl Steps<'_> {
         let dry_run = self.options.dry_run;
         observer.event(Event::Start { dry_run });
         let top = layout.top();
-        // A registry holds a manifest only once everything it references is there, so when the
-        // top manifest exists, so does the rest.
-        if self.manifest_digest(&top.digest, &top.digest)?.is_some() {
-            observer.event(Event::ImageExists(top));
-        } else {
-            self.push_blobs(&layout.blobs)?;
-            self.push_manifests(&layout.manifests)?;
-        }
-        // One listing instead of a HEAD per tag, when the registry gives it whole: a tag it
-        // does not list is new, and only listed ones are asked where they point.
-        let listed = if tags.is_empty() {
-            None
-        } else {
-            self.listed_tags()
+        // The first request goes alone: it learns the registry's challenge, and the token it
+        // brings serves every request after it. The first tag's HEAD answers both whether the
+        // registry has the image and whether the tag names it already, so an image the
+        // registry has with its tag costs one request. A registry holds a manifest only once
+        // everything it references is there, so when the top manifest exists, so does the rest.
+        let first = match tags.first() {
+            Some(tag) => Some(self.manifest_digest(tag, &top.digest)?),
+            None => None,
         };
+        let mut listed = None;
+        let present = match &first {
+            Some(previous) if previous.as_deref() == Some(top.digest.as_str()) => true,
+            Some(_) => {
+                let (present, list) = self.push_content(layout, true, tags.len() > 1)?;
+                listed = list;
+                present
+            }
+            None if self.manifest_digest(&top.digest, &top.digest)?.is_some() => true,
+            None => self.push_content(layout, false, false)?.0,
+        };
+        if present {
+            observer.event(Event::ImageExists(top));
+            if tags.len() > 1 {
+                listed = self.listed_tags();
+            }
+        }
         for (done, tag) in tags.iter().enumerate() {
-            let previous = match &listed {
-                Some(listed) if !listed.contains(tag) => Ok(None),
+            // One listing instead of a HEAD per tag, when the registry gives it whole: a tag it
+            // does not list is new, and only listed ones are asked where they point.
+            let previous = match (&first, &listed) {
+                (Some(first), _) if done == 0 => Ok(first.clone()),
+                (_, Some(listed)) if !listed.contains(tag) => Ok(None),
                 _ => self.manifest_digest(tag, &top.digest),
             };
             let applied = previous.and_then(|previous| {
@@ -217,44 +215,139 @@ impl Steps<'_> {
         Ok(top.digest.clone())
     }
 
-    /// Uploads the blobs (or in a dry run, asks what their upload would do) on `--jobs`
-    /// threads, largest first so the long ones start early.
-    fn push_blobs(&self, blobs: &[Blob]) -> Result<()> {
-        let mut order: Vec<&Blob> = blobs.iter().collect();
-        order.sort_by_key(|b| std::cmp::Reverse(b.size));
-        in_parallel(&order, self.options.jobs, |blob| {
-            let outcome = match self.options.dry_run {
-                true => self.blob_plan(blob)?,
-                false => self.push_blob(blob)?,
-            };
-            self.observer.event(Event::Blob(blob, outcome));
-            Ok(())
-        })
-    }
-
-    /// Puts the manifests by digest, deepest first: an index only once every manifest it names
-    /// is there. The manifests of one level (an index's platform images) name none of each
-    /// other, so they go at once; their events come in the layout's order.
-    fn push_manifests(&self, manifests: &[Manifest]) -> Result<()> {
-        let deepest = manifests.iter().map(|m| m.depth).max().unwrap_or(0);
-        for depth in (0..=deepest).rev() {
-            let level: Vec<&Manifest> = manifests.iter().filter(|m| m.depth == depth).collect();
-            if !self.options.dry_run {
-                in_parallel(&level, self.options.jobs, |m| {
-                    self.put_manifest(m, &m.digest)
-                })?;
-            }
-            for manifest in level {
-                self.observer.event(Event::Manifest(manifest));
-            }
+    /// Pushes the blobs and manifests (or in a dry run, asks what their push would do) as one
+    /// schedule on `--jobs` threads: each manifest by digest as soon as what it names is
+    /// there, children before the index; blobs largest first so the long ones start early.
+    /// With `check_top`, the top manifest's HEAD goes at once with the blobs' (a first tag's
+    /// HEAD did not tell whether the image is there), and when it is there nothing else is
+    /// sent. With `list_tags`, the repository's tags are listed meanwhile. Returns whether the
+    /// registry had the image, and the tags listed.
+    fn push_content(
+        &self,
+        layout: &Layout,
+        check_top: bool,
+        list_tags: bool,
+    ) -> Result<(bool, Option<HashSet<String>>)> {
+        let mut steps: Vec<schedule::Step<Work>> = Vec::new();
+        let check = check_top.then(|| {
+            steps.push(schedule::Step {
+                item: Work::CheckTop,
+                needs: Vec::new(),
+            });
+            steps.len() - 1
+        });
+        if list_tags {
+            steps.push(schedule::Step {
+                item: Work::ListTags,
+                needs: Vec::new(),
+            });
         }
-        Ok(())
+        // Manifests before blobs in the list: one that is ready goes before waiting blobs, as
+        // it is all that stands between its blobs and the index.
+        let first_manifest = steps.len();
+        let first_blob = first_manifest + layout.manifests.len();
+        let mut blobs: Vec<&Blob> = layout.blobs.iter().collect();
+        blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
+        let step_of = |digest: &str| {
+            blobs
+                .iter()
+                .position(|b| b.digest == digest)
+                .map(|i| first_blob + i)
+                .or_else(|| {
+                    layout
+                        .manifests
+                        .iter()
+                        .position(|m| m.digest == digest)
+                        .map(|i| first_manifest + i)
+                })
+        };
+        for manifest in &layout.manifests {
+            let mut needs: Vec<usize> = manifest
+                .children
+                .iter()
+                .filter_map(|d| step_of(d))
+                .collect();
+            needs.extend(check);
+            steps.push(schedule::Step {
+                item: Work::Manifest(manifest),
+                needs,
+            });
+        }
+        for blob in &blobs {
+            steps.push(schedule::Step {
+                item: Work::Blob(blob),
+                needs: Vec::new(),
+            });
+        }
+        let top = Mutex::new(TopCheck {
+            known: !check_top,
+            present: false,
+            unreported: Vec::new(),
+        });
+        let listed = Mutex::new(None);
+        schedule::run(&steps, self.options.jobs, |work| {
+            match *work {
+                Work::CheckTop => {
+                    let top_manifest = layout.top();
+                    let present = self
+                        .manifest_digest(&top_manifest.digest, &top_manifest.digest)?
+                        .is_some();
+                    let unreported = {
+                        let mut top = lock(&top);
+                        top.known = true;
+                        top.present = present;
+                        std::mem::take(&mut top.unreported)
+                    };
+                    if !present {
+                        for blob in unreported {
+                            self.observer.event(Event::Blob(blob, BlobOutcome::Exists));
+                        }
+                    }
+                }
+                Work::ListTags => *lock(&listed) = self.listed_tags(),
+                Work::Blob(blob) => {
+                    if lock(&top).present {
+                        return Ok(());
+                    }
+                    let outcome = match self.options.dry_run {
+                        true => self.blob_plan(blob)?,
+                        false => self.push_blob(blob)?,
+                    };
+                    // Until the top's HEAD has answered, a blob that is there may be part of
+                    // an image that is there: reported only if the image is not.
+                    if outcome == BlobOutcome::Exists {
+                        let mut top = lock(&top);
+                        if top.present {
+                            return Ok(());
+                        }
+                        if !top.known {
+                            top.unreported.push(blob);
+                            return Ok(());
+                        }
+                    }
+                    self.observer.event(Event::Blob(blob, outcome));
+                }
+                Work::Manifest(manifest) => {
+                    if lock(&top).present {
+                        return Ok(());
+                    }
+                    if !self.options.dry_run {
+                        self.put_manifest(manifest, &manifest.digest)?;
+                    }
+                    self.observer.event(Event::Manifest(manifest));
+                }
+            }
+            Ok(())
+        })?;
+        let present = lock(&top).present;
+        let listed = lock(&listed).take();
+        Ok((present, listed))
     }
 
     /// `GET .../tags/list`: every tag of the repository, or None when the registry does not
     /// give the whole list in one answer (paginated, refused, failed); callers then ask tag
     /// by tag. A repository that does not exist has no tags.
-    fn listed_tags(&self) -> Option<std::collections::HashSet<String>> {
+    fn listed_tags(&self) -> Option<HashSet<String>> {
         let url = self.url("tags/list");
         let what = "listing tags";
         let mut response = self

@@ -30,6 +30,7 @@ mod redirect;
 mod resolve;
 mod retry;
 mod scheme;
+pub mod stats;
 mod tls;
 mod trust;
 mod url;

@@ -30,6 +30,26 @@ pub fn connector(scope: Scope) -> impl Connector<Out = impl Transport> {
     ().chain(ConnectProxyConnector::default())
         .chain(TcpConnector::default())
         .chain(TlsConnector { scope })
+        .chain(Counted)
+}
+
+/// Counts each connection the chain made (connectors run only for new ones).
+#[derive(Debug)]
+struct Counted;
+
+impl<In: Transport> Connector<In> for Counted {
+    type Out = In;
+
+    fn connect(
+        &self,
+        _: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        if chained.is_some() {
+            super::stats::connection();
+        }
+        Ok(chained)
+    }
 }
 
 #[derive(Debug)]
@@ -84,6 +104,7 @@ impl<In: Transport> Connector<In> for TlsConnector {
         // The handshake shares the connection's budget, which started at `details.now`.
         sock.set_timeout(left_of(details));
         conn.complete_io(&mut sock)?;
+        super::stats::round_trip();
         let buffers = LazyBuffers::new(
             details.config.input_buffer_size(),
             details.config.output_buffer_size(),

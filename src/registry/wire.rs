@@ -286,6 +286,7 @@ impl Wire {
                 )
             }
         };
+        super::stats::request();
         if log::log_enabled!(log::Level::Debug) {
             let took = started.elapsed().as_millis();
             let outcome = match &result {

@@ -1,0 +1,148 @@
+//! Far from the registry a push costs round trips: these tests count the requests a push sends
+//! (through a recording front of the real registry) and check the ones that must not wait for
+//! each other do not, and that `--format json` reports what crossed the wire.
+
+mod common;
+
+use std::time::Duration;
+
+use common::faults::*;
+use common::*;
+
+fn push(layout: &tempfile::TempDir, repo: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "--layout".to_string(),
+        layout_arg(layout),
+        "-r".to_string(),
+        repo.to_string(),
+        "--format".to_string(),
+        "json".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    oci_push(&args)
+}
+
+fn wire(run: &Run) -> (u64, u64, u64) {
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON object");
+    let wire = &json["wire"];
+    let number = |key: &str| {
+        wire[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {json}"))
+    };
+    (
+        number("requests"),
+        number("connections"),
+        number("roundTrips"),
+    )
+}
+
+fn requests(proxy: &FaultProxy) -> Vec<String> {
+    proxy
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path()))
+        .collect()
+}
+
+#[test]
+fn an_image_the_registry_has_with_its_tag_is_one_request() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 61, 3, 2000);
+    let layout = image_layout(&image);
+    push(&layout, &registry.repo("app"), &["-t", "v1"]).ok();
+
+    let proxy = FaultProxy::start(&registry, Vec::new());
+    let run = push(&layout, &proxy.repo("app"), &["-t", "v1"]).ok();
+    assert_eq!(requests(&proxy), ["HEAD /v2/app/manifests/v1"]);
+    // One plain-HTTP connection, then the request on it.
+    assert_eq!(wire(&run), (1, 1, 2));
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["imageExisted"], true);
+    assert_eq!(json["tags"][0]["outcome"], "unchanged");
+    registry.assert_manifest("app", "v1", &image.manifest);
+}
+
+#[test]
+fn a_new_image_with_one_tag_checks_the_image_beside_its_blobs_and_lists_no_tags() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 62, 2, 2000);
+    let layout = image_layout(&image);
+    let proxy = FaultProxy::start(&registry, Vec::new());
+    let run = push(&layout, &proxy.repo("app"), &["-t", "v1"]).ok();
+    let seen = requests(&proxy);
+    let blobs = image.blobs().len();
+    let count = |m: &str, p: &str| proxy.count(m, p);
+    assert_eq!(seen[0], "HEAD /v2/app/manifests/v1", "{seen:#?}");
+    assert_eq!(count("HEAD", &image.manifest.digest), 1, "{seen:#?}");
+    assert_eq!(count("GET", "/tags/list"), 0, "{seen:#?}");
+    assert_eq!(count("HEAD", "/blobs/"), blobs, "{seen:#?}");
+    assert_eq!(count("POST", "/blobs/uploads/"), blobs, "{seen:#?}");
+    assert_eq!(count("PUT", "/blobs/uploads/"), blobs, "{seen:#?}");
+    assert_eq!(count("PUT", "/manifests/"), 2, "{seen:#?}");
+    let (requests, _, round_trips) = wire(&run);
+    assert_eq!(requests as usize, seen.len());
+    // connect, HEAD tag, then at once: (connect,) HEAD, POST, PUT; manifest PUT, tag PUT.
+    assert!(round_trips <= 8, "{round_trips} round trips");
+    registry.assert_manifest("app", "v1", &image.manifest);
+    for blob in image.blobs() {
+        registry.assert_blob("app", blob);
+    }
+}
+
+#[test]
+fn a_platform_manifest_goes_up_once_its_own_blobs_are_in() {
+    let registry = Registry::start();
+    let fast = Image::new(
+        Types::Oci,
+        ("linux", "amd64"),
+        vec![pseudo_random(63, 3000)],
+    );
+    let slow = Image::new(
+        Types::Oci,
+        ("linux", "arm64"),
+        vec![pseudo_random(64, 3000)],
+    );
+    let slow_layer = slow.layers[0].digest.clone();
+    let fast_manifest = fast.manifest.digest.clone();
+    let index = Index::new(
+        Types::Oci,
+        vec![(fast, ("linux", "amd64")), (slow, ("linux", "arm64"))],
+    );
+    let layout = index_layout(&index);
+    // The arm64 layer's existence check takes a second: the amd64 manifest does not wait.
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::nth(
+            1,
+            "HEAD",
+            &slow_layer,
+            Fault::status(404).delayed(Duration::from_secs(1)),
+        )],
+    );
+    push(&layout, &proxy.repo("multi"), &["-j", "4"]).ok();
+    let seen = proxy.requests();
+    let at = |method: &str, path: &str| {
+        seen.iter()
+            .find(|r| r.is(method, path))
+            .map(|r| r.at)
+            .unwrap_or_else(|| panic!("no {method} {path}: {:#?}", requests(&proxy)))
+    };
+    // The upload's PUT names the digest in its query, its colon maybe percent-encoded.
+    let slow_hex = slow_layer.trim_start_matches("sha256:");
+    let slow_upload = seen
+        .iter()
+        .find(|r| r.is("PUT", "/blobs/uploads/") && r.target.contains(slow_hex))
+        .map(|r| r.at)
+        .expect("the slow layer's upload");
+    assert!(
+        at("PUT", &format!("/manifests/{fast_manifest}")) < slow_upload,
+        "the amd64 manifest waited for the arm64 layer: {:#?}",
+        requests(&proxy)
+    );
+    assert!(at("PUT", &format!("/manifests/{}", index.manifest.digest)) > slow_upload);
+    registry.assert_manifest("multi", &index.manifest.digest, &index.manifest);
+    for image in &index.images {
+        registry.assert_manifest("multi", &image.manifest.digest, &image.manifest);
+    }
+}
