@@ -61,6 +61,9 @@ CONNECTION:
                              own host and port only (token realms and storage hosts
                              elsewhere are still verified); also allows a plain-HTTP
                              token realm on the registry's own host.
+    --resolve HOST:PORT:ADDR Connect to ADDR for HOST:PORT, as curl's option (the registry,
+                             its token service, or any host); repeatable. TLS still
+                             checks the certificate against HOST.
     --plain-http             Use plain HTTP. Registries on 127.0.0.0/8 and [::1], and on
                              localhost when it resolves to loopback only, get HTTPS when
                              they speak it and plain HTTP otherwise.
@@ -210,6 +213,12 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 args.connection.ca_file = Some(parser.value().map_err(usage)?.into())
             }
             Long("verbose") => args.connection.verbose = true,
+            Long("resolve") => {
+                let pin = string(parser.value().map_err(usage)?, "--resolve")?;
+                args.connection
+                    .resolve
+                    .push(pin.parse().map_err(Error::usage)?);
+            }
             Long("cert-file") => args.cert_file = Some(parser.value().map_err(usage)?.into()),
             Long("key-file") => args.key_file = Some(parser.value().map_err(usage)?.into()),
             Long("username") => {

@@ -117,6 +117,13 @@ fn usage_errors_exit_1() {
     let run = oci_push(["--nope"]);
     assert_eq!(run.code, 1);
     assert_eq!(run.error(), "invalid option '--nope'; see oci-push --help");
+    let run = oci_push(["--resolve", "registry.test:443:registry.test"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.error(),
+        "--resolve registry.test:443:registry.test: not an IP address; expected \
+         HOST:PORT:ADDRESS, as in registry.example:443:192.0.2.7"
+    );
 }
 
 #[test]

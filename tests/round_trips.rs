@@ -146,3 +146,35 @@ fn a_platform_manifest_goes_up_once_its_own_blobs_are_in() {
         registry.assert_manifest("multi", &image.manifest.digest, &image.manifest);
     }
 }
+
+#[test]
+fn the_uploads_connections_are_opened_while_the_first_request_is_answered() {
+    // A TLS registry under a name that is not loopback (--resolve), whose answers come 100 ms
+    // late: the TCP and TLS handshakes of the uploads' connections cost round trips unless
+    // they were made while the first request waited.
+    let tls = Tls::new(&["registry.test"]);
+    let ca = tls.ca.display().to_string();
+    let registry = Registry::start_with(RegistryOptions::tls(tls));
+    let link =
+        servers::SlowLink::start(registry.host().parse().unwrap(), Duration::from_millis(100));
+    let image = Image::sized(Types::Oci, 65, 2, 2000);
+    let layout = image_layout(&image);
+    let name = format!("registry.test:{}", link.port());
+    let pin = format!("{name}:127.0.0.1");
+    let run = push(
+        &layout,
+        &format!("{name}/app"),
+        &["--resolve", &pin, "--ca-file", &ca],
+    )
+    .ok();
+    // The first request's connection, and one for each upload after the first.
+    let (_, connections, round_trips) = wire(&run);
+    assert_eq!(connections, 3, "{}", run.stdout);
+    assert_eq!(link.accepted(), 3);
+    // TCP, TLS, HEAD of the image; then HEAD, POST, PUT of each blob at once; the manifest.
+    assert_eq!(round_trips, 7, "{}", run.stdout);
+    registry.assert_manifest("app", &image.manifest.digest, &image.manifest);
+    for blob in image.blobs() {
+        registry.assert_blob("app", blob);
+    }
+}

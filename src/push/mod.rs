@@ -152,6 +152,13 @@ impl Steps<'_> {
         let dry_run = self.options.dry_run;
         observer.event(Event::Start { dry_run });
         let top = layout.top();
+        // The connections of the steps that run at once after the first request, opened
+        // while it and the token exchange are under way; it leaves its own for one of them.
+        // (Wasted only when the registry turns out to have the image.)
+        let at_once =
+            layout.blobs.len() + usize::from(!tags.is_empty()) + usize::from(tags.len() > 1);
+        self.client
+            .open_ahead(self.options.jobs.min(at_once).saturating_sub(1));
         // The first request goes alone: it learns the registry's challenge, and the token it
         // brings serves every request after it. The first tag's HEAD answers both whether the
         // registry has the image and whether the tag names it already, so an image the

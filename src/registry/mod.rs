@@ -21,6 +21,7 @@ There is no `GET /v2/` ping: the first real request learns what a ping would (th
 the auth challenge), one round trip sooner.
 */
 
+mod ahead;
 mod auth;
 mod authorize;
 mod challenge;
@@ -47,6 +48,7 @@ use crate::error::{Error, Result};
 use crate::reference::Repository;
 
 pub use error::Refusal;
+pub use resolve::Pin;
 pub use url::{is_loopback_host, redact, with_query};
 pub use wire::{FileBody, Payload};
 
@@ -63,6 +65,8 @@ pub struct Connection {
     pub identity: Option<(PathBuf, PathBuf)>,
     /// Log every request on stderr (the front end's logger shows debug lines).
     pub verbose: bool,
+    /// `--resolve`: addresses for host names, instead of the system's.
+    pub resolve: Vec<Pin>,
     /// Retries after the first attempt of a request that failed transiently.
     pub retries: u32,
     /// The whole push must end within this, counted from `started`.
@@ -89,6 +93,7 @@ impl Default for Connection {
             ca_file: None,
             identity: None,
             verbose: false,
+            resolve: Vec::new(),
             retries: DEFAULT_RETRIES,
             timeout: DEFAULT_TIMEOUT,
             started: Instant::now(),
@@ -122,7 +127,7 @@ impl Client {
             connection.timeout,
             connection.deadline(),
         );
-        let resolver = resolve::Remembering::default();
+        let resolver = resolve::Remembering::pinned(&connection.resolve);
         let loopback = repository.is_loopback()
             && !connection.plain_http
             && scheme::resolves_to_loopback_only(&resolver, host);
@@ -187,6 +192,14 @@ impl Client {
             }
             Ok(response)
         })
+    }
+
+    /// Opens up to `count` connections to the registry ahead of the requests that will need
+    /// them (see [`ahead`]), when it speaks HTTPS; a plain-HTTP connection costs too little.
+    pub fn open_ahead(&self, count: usize) {
+        if self.authorizing.scheme.base().starts_with("https://") {
+            self.authorizing.scheme.next.wire.open_ahead(count);
+        }
     }
 
     /// Runs a step (one request, or a whole blob upload) again while it fails transiently,

@@ -9,7 +9,7 @@ lookup that fails is not remembered and is tried again by the next request.
 */
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use ureq::config::Config;
@@ -24,7 +24,60 @@ pub struct Remembering {
     known: Arc<Mutex<HashMap<String, ResolvedSocketAddrs>>>,
 }
 
+/// `--resolve HOST:PORT:ADDRESS`, as curl's and oras's option: connections to HOST:PORT go to
+/// ADDRESS, whatever the system says. TLS still checks the certificate against HOST.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// `host:port`, lower case.
+    authority: String,
+    address: SocketAddr,
+}
+
+impl std::str::FromStr for Pin {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Pin, String> {
+        let bad = |why: &str| {
+            format!(
+                "--resolve {text}: {why}; expected HOST:PORT:ADDRESS, as in \
+                 registry.example:443:192.0.2.7"
+            )
+        };
+        let mut parts = text.splitn(3, ':');
+        let (Some(host), Some(port), Some(address)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad("missing a part"));
+        };
+        if host.is_empty() || host.contains(['/', '@', '[', ']']) {
+            return Err(bad("not a host name"));
+        }
+        let port: u16 = port.parse().map_err(|_| bad("not a port number"))?;
+        let address = address.trim_start_matches('[').trim_end_matches(']');
+        let address: IpAddr = address.parse().map_err(|_| bad("not an IP address"))?;
+        Ok(Pin {
+            authority: format!("{}:{port}", host.to_ascii_lowercase()),
+            address: SocketAddr::new(address, port),
+        })
+    }
+}
+
 impl Remembering {
+    /// A resolver that answers `pins` without asking the system.
+    pub fn pinned(pins: &[Pin]) -> Remembering {
+        let resolver = Remembering::default();
+        if let Ok(mut known) = resolver.known.lock() {
+            for pin in pins {
+                let entry = known
+                    .entry(pin.authority.clone())
+                    .or_insert_with(|| DefaultResolver::default().empty());
+                if !entry.contains(&pin.address) && entry.try_push(pin.address).is_err() {
+                    log::debug!("--resolve: too many addresses for {}", pin.authority);
+                }
+            }
+        }
+        resolver
+    }
+
     /// The addresses of `authority` (`host[:port]`) for `http://`, remembered for the requests
     /// that follow: what is checked is what is connected to.
     pub fn addresses(&self, authority: &str) -> Option<Vec<SocketAddr>> {
@@ -51,7 +104,7 @@ impl Resolver for Remembering {
             (Some(scheme), Some(authority)) => DefaultResolver::host_and_port(scheme, authority),
             _ => None,
         };
-        let Some(key) = key else {
+        let Some(key) = key.map(|k| k.to_ascii_lowercase()) else {
             // Not a full URL: the system resolver gives ureq's own error for it.
             return DefaultResolver::default().resolve(uri, config, timeout);
         };
@@ -101,6 +154,38 @@ mod tests {
         let mut keys: Vec<_> = known.keys().cloned().collect();
         keys.sort();
         assert_eq!(keys, ["127.0.0.1:5000", "[::1]:443"]);
+    }
+
+    #[test]
+    fn pins_answer_for_their_host_and_port_only() {
+        let pins: Vec<Pin> = ["Registry.Test:443:127.0.0.2", "registry.test:5000:[::1]"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let resolver = Remembering::pinned(&pins);
+        assert_eq!(
+            resolve(&resolver, "registry.test:443"),
+            vec!["127.0.0.2:443".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            resolve(&resolver, "REGISTRY.test:5000"),
+            vec!["[::1]:5000".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(resolve(&resolver, "registry.test:444").is_empty());
+    }
+
+    #[test]
+    fn a_bad_pin_names_the_part_and_the_form() {
+        for (pin, why) in [
+            ("registry.test:443", "missing a part"),
+            ("registry.test:https:127.0.0.1", "not a port number"),
+            ("registry.test:443:localhost", "not an IP address"),
+            (":443:127.0.0.1", "not a host name"),
+        ] {
+            let error = pin.parse::<Pin>().unwrap_err();
+            assert!(error.contains(why), "{pin}: {error}");
+            assert!(error.contains("HOST:PORT:ADDRESS"), "{error}");
+        }
     }
 
     #[test]

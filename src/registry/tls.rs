@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use super::ahead::{Reuse, Stash};
 use rustls_pki_types::ServerName;
 use ureq::unversioned::transport::{
     Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout,
@@ -24,16 +26,19 @@ pub enum Scope {
     Any(Arc<ClientConfig>),
 }
 
-/// The connector chain of an agent: TCP, a CONNECT proxy when the request names one, then TLS
-/// as `scope` says. ureq runs the chain for the hop to an `https://` proxy too.
-pub fn connector(scope: Scope) -> impl Connector<Out = impl Transport> {
-    ().chain(ConnectProxyConnector::default())
+/// The connector chain of an agent: a connection opened ahead (`ahead`, for the registry's
+/// own origin), or TCP, a CONNECT proxy when the request names one, then TLS as `scope` says.
+/// ureq runs the chain for the hop to an `https://` proxy too.
+pub fn connector(scope: Scope, ahead: Option<Arc<Stash>>) -> impl Connector<Out = impl Transport> {
+    ().chain(Reuse(ahead))
+        .chain(ConnectProxyConnector::default())
         .chain(TcpConnector::default())
-        .chain(TlsConnector { scope })
         .chain(Counted)
+        .chain(Handshake::new(scope))
 }
 
-/// Counts each connection the chain made (connectors run only for new ones).
+/// Counts each TCP connection the chain made (connectors run only for new connections; one
+/// that is TLS already was opened ahead, and counted there).
 #[derive(Debug)]
 struct Counted;
 
@@ -45,19 +50,26 @@ impl<In: Transport> Connector<In> for Counted {
         _: &ConnectionDetails,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
-        if chained.is_some() {
+        if chained.as_ref().is_some_and(|t| !t.is_tls()) {
             super::stats::connection();
         }
         Ok(chained)
     }
 }
 
+/// The TLS handshake over a new connection, as `scope` allows.
 #[derive(Debug)]
-struct TlsConnector {
+pub struct Handshake {
     scope: Scope,
 }
 
-impl<In: Transport> Connector<In> for TlsConnector {
+impl Handshake {
+    pub fn new(scope: Scope) -> Handshake {
+        Handshake { scope }
+    }
+}
+
+impl<In: Transport> Connector<In> for Handshake {
     type Out = Either<In, TlsTransport>;
 
     fn connect(
@@ -130,7 +142,7 @@ fn left_of(details: &ConnectionDetails) -> NextTimeout {
     timeout
 }
 
-struct TlsTransport {
+pub struct TlsTransport {
     buffers: LazyBuffers,
     stream: StreamOwned<ClientConnection, TransportAdapter>,
 }

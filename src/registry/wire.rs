@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ureq::http::{Method, Request, Response};
@@ -16,7 +16,7 @@ use super::proxy::Proxies;
 use super::resolve::Remembering;
 use super::retry::Policy;
 use super::url::{redact, same_origin};
-use super::{tls, trust};
+use super::{ahead, tls, trust};
 use crate::error::{Error, Kind, Result};
 
 /// What a request carries.
@@ -136,6 +136,10 @@ pub struct Wire {
     /// The agent for every other `https://` URL (a token realm, blob storage): the system's
     /// store and `--ca-file`, verified, no client certificate.
     elsewhere: OnceLock<Agent>,
+    /// How the registry's agent speaks TLS, for the connections opened ahead.
+    registry_tls: OnceLock<tls::Scope>,
+    /// Connections to the registry opened ahead of need, which its agent takes first.
+    ahead: Arc<ahead::Stash>,
     roots: OnceLock<Vec<rustls_pki_types::CertificateDer<'static>>>,
     tls: TlsOptions,
     proxies: Proxies,
@@ -147,9 +151,11 @@ pub struct Wire {
 impl Wire {
     pub fn new(tls: TlsOptions, resolver: Remembering, policy: Policy) -> Result<Wire> {
         Ok(Wire {
-            plain: new_agent(tls::Scope::None, &resolver),
+            plain: new_agent(tls::Scope::None, &resolver, None),
             registry: OnceLock::new(),
             elsewhere: OnceLock::new(),
+            registry_tls: OnceLock::new(),
+            ahead: ahead::Stash::new(&tls.host),
             roots: OnceLock::new(),
             tls,
             proxies: Proxies::from_env()?,
@@ -212,12 +218,31 @@ impl Wire {
             }
             false => trust::client_config(self.roots()?, None, true)?,
         };
-        let scope = match home {
-            true => tls::Scope::Host(self.tls.host.clone(), config),
-            false => tls::Scope::Any(config),
+        let agent = match home {
+            true => {
+                let scope = tls::Scope::Host(self.tls.host.clone(), config);
+                let _ = self.registry_tls.set(scope.clone());
+                new_agent(scope, &self.resolver, Some(self.ahead.clone()))
+            }
+            false => new_agent(tls::Scope::Any(config), &self.resolver, None),
         };
-        let agent = new_agent(scope, &self.resolver);
         Ok(slot.get_or_init(|| agent).clone())
+    }
+
+    /// Opens `count` connections to the registry (HTTPS) on other threads, for the requests
+    /// to come; none through a proxy.
+    pub fn open_ahead(&self, count: usize) {
+        let url = format!("https://{}/", self.tls.host);
+        if count == 0 || self.proxies.for_url(&url).is_some() {
+            return;
+        }
+        let Ok(agent) = self.agent(&url) else {
+            return;
+        };
+        if let Some(scope) = self.registry_tls.get() {
+            self.ahead
+                .open(count, agent.config(), &self.resolver, scope);
+        }
     }
 
     /// One request on the wire, logged (at debug level: `--verbose`). A failure comes with
@@ -328,8 +353,15 @@ fn run(
 
 const USER_AGENT: &str = concat!("oci-push/", env!("CARGO_PKG_VERSION"));
 
-/// The one agent (connection pool) of a client.
-fn new_agent(tls: tls::Scope, resolver: &Remembering) -> Agent {
+/// One agent (connection pool) of a client.
+fn new_agent(tls: tls::Scope, resolver: &Remembering, ahead: Option<Arc<ahead::Stash>>) -> Agent {
+    // A TLS connection holds two sets of buffers, the TLS transport's (plaintext) and the TCP
+    // one's beneath it (records), and records are 16 KiB at most: 256 KiB of each per upload
+    // made eight uploads cost 6 MiB. Plain HTTP keeps large writes: few syscalls per layer.
+    let (input, output) = match tls {
+        tls::Scope::None => (128 << 10, 256 << 10),
+        _ => (32 << 10, 64 << 10),
+    };
     let config = Agent::config_builder()
         // Error statuses are answers to read (the registry's error body), not failures.
         .http_status_as_error(false)
@@ -341,10 +373,10 @@ fn new_agent(tls: tls::Scope, resolver: &Remembering) -> Agent {
         // would send loopback traffic and plain HTTP through HTTPS_PROXY.
         .max_redirects(0)
         .proxy(None)
-        // Few syscalls per layer, yet eight uploads at once stay within a few MiB.
-        .output_buffer_size(256 << 10)
+        .input_buffer_size(input)
+        .output_buffer_size(output)
         .build();
-    Agent::with_parts(config, tls::connector(tls), resolver.clone())
+    Agent::with_parts(config, tls::connector(tls, ahead), resolver.clone())
 }
 
 /// Puts a file body at its start before (re)sending it.

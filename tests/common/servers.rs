@@ -252,6 +252,11 @@ pub fn bind_loopback() -> TcpListener {
 
 /// Copies bytes both ways until both sides are done.
 fn tunnel(client: TcpStream, upstream: TcpStream) {
+    tunnel_late(client, upstream, Duration::ZERO)
+}
+
+/// Copies bytes both ways until both sides are done, each chunk from `upstream` `late`.
+fn tunnel_late(client: TcpStream, upstream: TcpStream, late: Duration) {
     let (Ok(mut client_read), Ok(mut upstream_write)) = (client.try_clone(), upstream.try_clone())
     else {
         return;
@@ -261,9 +266,52 @@ fn tunnel(client: TcpStream, upstream: TcpStream) {
         let _ = upstream_write.shutdown(Shutdown::Write);
     });
     let (mut upstream_read, mut client_write) = (upstream, client);
-    let _ = io::copy(&mut upstream_read, &mut client_write);
+    let mut buffer = vec![0; 64 << 10];
+    while let Ok(n @ 1..) = upstream_read.read(&mut buffer) {
+        if !late.is_zero() {
+            std::thread::sleep(late);
+        }
+        if client_write.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
     let _ = client_write.shutdown(Shutdown::Write);
     let _ = up.join();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A slow link
+
+/// A TCP pass-through to `upstream` whose answers come `delay` late (every chunk the server
+/// sends waits that long), so that round trips cost something on loopback. Counts the
+/// connections it accepted.
+pub struct SlowLink {
+    server: Server,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SlowLink {
+    pub fn start(upstream: SocketAddr, delay: Duration) -> SlowLink {
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = Server::start(bind_loopback(), move |client| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let Ok(upstream) = TcpStream::connect(upstream) else {
+                return;
+            };
+            let _ = (client.set_nodelay(true), upstream.set_nodelay(true));
+            tunnel_late(client, upstream, delay);
+        });
+        SlowLink { server, accepted }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,167 @@
+//! Connections to the registry opened ahead of need.
+//!
+//! A push's first request goes alone (it learns the registry's challenge, and the token it
+//! brings serves every request after it); only then do the uploads start, each on a
+//! connection of its own, as ureq speaks HTTP/1.1. Over TLS a new connection is a TCP and a
+//! TLS handshake: two round trips at the head of every upload's chain, tens of milliseconds
+//! each far from the registry. Opened on other threads while the first request and the token
+//! exchange are under way, they are ready when the uploads start. (HTTP/2 clients, crane and
+//! oras, get the same from one multiplexed connection.)
+
+use std::sync::{Arc, Mutex};
+
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::Resolver;
+use ureq::unversioned::transport::time::{Duration as Limit, Instant as At};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, NextTimeout, TcpConnector, Transport,
+};
+
+use super::resolve::Remembering;
+use super::tls;
+
+/// Connections to one origin (`host:port`, HTTPS), opened and not yet used.
+#[derive(Debug)]
+pub struct Stash {
+    authority: String,
+    ready: Mutex<Vec<Ahead>>,
+}
+
+impl Stash {
+    pub fn new(authority: &str) -> Arc<Stash> {
+        Arc::new(Stash {
+            authority: authority.to_string(),
+            ready: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A connection still open, if one is ready; those the registry closed meanwhile are
+    /// dropped.
+    fn take(&self) -> Option<Ahead> {
+        let mut ready = self.ready.lock().ok()?;
+        while let Some(mut connection) = ready.pop() {
+            if connection.is_open() {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    /// Opens `count` connections to the stash's origin on new threads, through the agent's
+    /// own TCP and TLS connectors (`scope`), resolving as the agent does. A connection that
+    /// fails is no error: the request that would have used it opens its own.
+    pub fn open(
+        self: &Arc<Stash>,
+        count: usize,
+        config: &Config,
+        resolver: &Remembering,
+        scope: &tls::Scope,
+    ) {
+        let Ok(uri) = format!("https://{}/", self.authority).parse::<Uri>() else {
+            return;
+        };
+        for _ in 0..count {
+            let (stash, uri, config) = (self.clone(), uri.clone(), config.clone());
+            let (resolver, scope) = (resolver.clone(), scope.clone());
+            let spawned = std::thread::Builder::new()
+                .name("connect-ahead".to_string())
+                .spawn(move || {
+                    if let Some(connection) = connect(&uri, &config, &resolver, scope) {
+                        if let Ok(mut ready) = stash.ready.lock() {
+                            ready.push(Ahead(connection));
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One new connection to `uri`'s origin, TLS handshake done.
+fn connect(
+    uri: &Uri,
+    config: &Config,
+    resolver: &Remembering,
+    scope: tls::Scope,
+) -> Option<Box<dyn Transport>> {
+    let timeout = NextTimeout {
+        after: config
+            .timeouts()
+            .connect
+            .map(Limit::Exact)
+            .unwrap_or(Limit::NotHappening),
+        reason: ureq::Timeout::Connect,
+        per_read: None,
+        per_write: None,
+    };
+    let addrs = resolver.resolve(uri, config, timeout).ok()?;
+    let details = ConnectionDetails {
+        uri,
+        addrs,
+        config,
+        request_level: false,
+        resolver,
+        now: At::now(),
+        timeout,
+        current_time: Arc::new(At::now),
+        // Only a CONNECT proxy runs the chain again, and no proxy is in the way here.
+        run_connector: Arc::new(|_| Err(ureq::Error::ConnectionFailed)),
+        register_shutdown: Arc::new(|_| Ok(())),
+    };
+    let chain = ().chain(TcpConnector::default()).chain(tls::Handshake::new(scope));
+    let connection = chain.connect(&details, None).ok()??;
+    super::stats::connection();
+    Some(Box::new(connection))
+}
+
+/// A connection from the stash, as a transport.
+#[derive(Debug)]
+pub struct Ahead(Box<dyn Transport>);
+
+impl Transport for Ahead {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.0.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.0.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.0.await_input(timeout)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.0.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.0.is_tls()
+    }
+}
+
+/// First in an agent's chain: a new connection to the stash's origin that goes through no
+/// proxy is taken from the stash when one is ready.
+#[derive(Debug)]
+pub struct Reuse(pub Option<Arc<Stash>>);
+
+impl Connector<()> for Reuse {
+    type Out = Ahead;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        _: Option<()>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(stash) = &self.0 else {
+            return Ok(None);
+        };
+        let ours = details.needs_tls()
+            && details.config.proxy().is_none()
+            && details.uri.authority().map(|a| a.as_str()) == Some(stash.authority.as_str());
+        Ok(if ours { stash.take() } else { None })
+    }
+}
