@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -67,11 +68,16 @@ def log(*args):
 # ---------------------------------------------------------------------------------------------
 # Processes
 
+# What a scenario adds to every tool's environment alike (the WAN one: its CA and credentials).
+EXTRA_ENV = {}
+
+
 def child_env():
     """The tools' environment: no proxy may come between them and the loopback registry."""
     env = {k: v for k, v in os.environ.items()
            if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env.update(EXTRA_ENV)
     return env
 
 
@@ -325,8 +331,12 @@ class Tool:
 class OciPush(Tool):
     name = "oci-push"
 
+    def __init__(self, exe, extra=()):
+        super().__init__(exe)
+        self.extra = list(extra)   # --oci-push-args, to measure an option
+
     def push_cmd(self, lay, ref_repo, mount_from=None):
-        cmd = [self.exe, "--layout", lay.path, "--repository", ref_repo]
+        cmd = [self.exe, "--layout", lay.path, "--repository", ref_repo, *self.extra]
         if mount_from:
             cmd += ["--mount-from", mount_from]
         return cmd
@@ -719,7 +729,7 @@ def machine_info(tools, peers_dir):
         pass
     versions = peer_versions(peers_dir)
     for t in tools:
-        if isinstance(t, OciPush):
+        if t.name == "oci-push":
             info["oci-push"] = t.version()
         else:
             info[t.name] = versions.get(t.name, "?")
@@ -754,11 +764,23 @@ def main():
     p.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                    help="first wait up to SECONDS for the 1-minute load average to fall below "
                         "half the cores (other work on the machine distorts the timings)")
+    p.add_argument("--wan", action="store_true",
+                   help="the WAN benchmark instead (bench/wan.py): TLS, tokens and host names "
+                        "through a link of --rtt and --bandwidth; needs root")
+    p.add_argument("--oci-push-args", default="", metavar="ARGS",
+                   help="more arguments for oci-push, e.g. '-j 16' (to measure an option)")
+    p.add_argument("--rtt", type=float, default=40, metavar="MS",
+                   help="the WAN link's round-trip time (default 40 ms)")
+    p.add_argument("--bandwidth", type=float, default=200, metavar="MBIT",
+                   help="the WAN link's bandwidth each way (default 200 Mbit/s)")
     p.add_argument("--prepare", action="store_true",
                    help="only generate the layouts of the chosen scenarios into the cache")
     args = p.parse_args()
+    if args.wan:
+        import wan
+        wan.enter_namespace(sys.argv)
     scenarios = [s for arg in args.scenario for s in arg.split(",") if s] or list(SCENARIOS)
-    for s in scenarios:
+    for s in scenarios if not args.wan else []:
         if s not in SCENARIOS:
             p.error(f"unknown scenario {s!r}; one of: {', '.join(SCENARIOS)}")
     args.runs = args.runs or (3 if args.quick else 5)
@@ -776,7 +798,7 @@ def main():
         sys.exit(f"run.py: no oci-push at {args.oci_push}")
     if args.get_peers:
         subprocess.run(["bash", os.path.join(HERE, "get-peers.sh"), args.peers], check=True)
-    tools = [OciPush(args.oci_push)]
+    tools = [OciPush(args.oci_push, shlex.split(args.oci_push_args))]
     notes = []
     if not args.no_peers:
         for cls in (Crane, Oras):
@@ -808,6 +830,14 @@ def main():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
+        if args.wan:
+            import wan
+            text = wan.main(args, tools, workdir)
+            print(text)
+            if args.out:
+                with open(args.out, "w") as f:
+                    f.write(text)
+            return
         bench = Bench(args, tools, workdir)
         bench.notes = notes
         info = machine_info(tools, args.peers)

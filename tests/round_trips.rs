@@ -178,3 +178,69 @@ fn the_uploads_connections_are_opened_while_the_first_request_is_answered() {
         registry.assert_blob("app", blob);
     }
 }
+
+#[test]
+fn without_a_tag_the_image_is_asked_again_beside_the_blobs_once_the_token_is_there() {
+    let server = TokenServer::start(Policy::default());
+    let registry = Registry::start_with(RegistryOptions::token(server.config()));
+    let image = Image::sized(Types::Oci, 66, 2, 2000);
+    let layout = image_layout(&image);
+    // The image's HEAD with the token is answered a second late: the blobs do not wait for it.
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::nth(
+            2,
+            "HEAD",
+            &image.manifest.digest,
+            Fault::status(404).delayed(Duration::from_secs(1)),
+        )],
+    );
+    let repo = proxy.repo("app");
+    let layout_dir = layout_arg(&layout);
+    let args = [
+        "--layout",
+        &layout_dir,
+        "-r",
+        &repo,
+        "--username",
+        pushing::ALICE_USER,
+        "--password-stdin",
+    ];
+    let password = format!("{}\n", pushing::ALICE_PASSWORD);
+    oci_push_with(&args, &[], Some(&password)).ok();
+    let seen = proxy.requests();
+    let heads: Vec<_> = seen
+        .iter()
+        .filter(|r| r.is("HEAD", &image.manifest.digest))
+        .collect();
+    assert_eq!(heads.len(), 2, "{:#?}", requests(&proxy));
+    assert_eq!(
+        heads[0].answered,
+        Some(401),
+        "the first learns the challenge"
+    );
+    let upload = seen
+        .iter()
+        .find(|r| r.is("POST", "/blobs/uploads/"))
+        .expect("an upload session");
+    let start = seen[0].at;
+    let timeline: Vec<String> = seen
+        .iter()
+        .map(|r| {
+            format!(
+                "{:>5} ms {} {}",
+                (r.at - start).as_millis(),
+                r.method,
+                r.path()
+            )
+        })
+        .collect();
+    assert!(
+        upload.at < heads[1].at + Duration::from_millis(500),
+        "the uploads waited for the image's HEAD: {timeline:#?}"
+    );
+    registry.assert_manifest("app", &image.manifest.digest, &image.manifest);
+    for blob in image.blobs() {
+        registry.assert_blob("app", blob);
+    }
+}

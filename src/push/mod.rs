@@ -176,8 +176,11 @@ impl Steps<'_> {
                 listed = list;
                 present
             }
-            None if self.manifest_digest(&top.digest, &top.digest)?.is_some() => true,
-            None => self.push_content(layout, false, false)?.0,
+            None => match self.first_manifest_digest(top)? {
+                Some(Some(_)) => true,
+                Some(None) => self.push_content(layout, false, false)?.0,
+                None => self.push_content(layout, true, false)?.0,
+            },
         };
         if present {
             observer.event(Event::ImageExists(top));
@@ -420,40 +423,63 @@ impl Steps<'_> {
     /// `HEAD .../manifests/REFERENCE`: the digest it resolves to, or None when it does not exist.
     /// `like`: a digest of the algorithm to hash a manifest with when the registry names none.
     fn manifest_digest(&self, reference: &str, like: &str) -> Result<Option<String>> {
-        let url = self.url(&format!("manifests/{reference}"));
-        let what = format!("checking manifest {reference}");
-        let accept = [(
-            "accept",
-            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
-             application/vnd.docker.distribution.manifest.v2+json, \
-             application/vnd.docker.distribution.manifest.list.v2+json",
-        )];
+        let (url, what) = self.manifest_question(reference);
+        let response =
+            self.client
+                .send(Method::HEAD, &url, &MANIFEST_ACCEPT, Payload::Empty, &what)?;
+        self.manifest_answer(response, &url, &what, like)
+    }
+
+    /// The run's first request, the top manifest's HEAD, when no tag is to be applied: as
+    /// [`Steps::manifest_digest`], or None when the registry's challenge answered it (the
+    /// token is ready, and the question goes again beside the blobs').
+    fn first_manifest_digest(&self, top: &Manifest) -> Result<Option<Option<String>>> {
+        let (url, what) = self.manifest_question(&top.digest);
         let response = self
             .client
-            .send(Method::HEAD, &url, &accept, Payload::Empty, &what)?;
+            .send_first(Method::HEAD, &url, &MANIFEST_ACCEPT, &what)?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            return Ok(None);
+        }
+        self.manifest_answer(response, &url, &what, &top.digest)
+            .map(Some)
+    }
+
+    fn manifest_question(&self, reference: &str) -> (String, String) {
+        (
+            self.url(&format!("manifests/{reference}")),
+            format!("checking manifest {reference}"),
+        )
+    }
+
+    fn manifest_answer(
+        &self,
+        response: ureq::http::Response<ureq::Body>,
+        url: &str,
+        what: &str,
+        like: &str,
+    ) -> Result<Option<String>> {
         // Harbor answers 412 when a policy (vulnerabilities, signatures) blocks reading the
         // manifest: whether it is there is then unknown, and pushing it again is harmless.
         if [StatusCode::NOT_FOUND, StatusCode::PRECONDITION_FAILED].contains(&response.status()) {
             return Ok(None);
         }
-        let response =
-            self.client
-                .expect(response, &[StatusCode::OK], &Method::HEAD, &url, &what)?;
+        let response = self
+            .client
+            .expect(response, &[StatusCode::OK], &Method::HEAD, url, what)?;
         if let Some(digest) = content_digest(&response) {
             return Ok(Some(digest));
         }
         // No Docker-Content-Digest (a proxy stripped it; some registries omit it): the
         // manifest's own bytes say, so that a tag naming our image is still seen as such.
-        let mut response = self
-            .client
-            .send(Method::GET, &url, &accept, Payload::Empty, &what)?;
+        let mut response =
+            self.client
+                .send(Method::GET, url, &MANIFEST_ACCEPT, Payload::Empty, what)?;
         if response.status() != StatusCode::OK {
             return Ok(Some(String::new()));
         }
         let bytes = crate::files::read_at_most(response.body_mut().as_reader(), MAX_MANIFEST)
-            .map_err(|e| {
-                Error::new(Kind::Rejected, format!("{what}: GET {}: {e}", redact(&url)))
-            })?;
+            .map_err(|e| Error::new(Kind::Rejected, format!("{what}: GET {}: {e}", redact(url))))?;
         Ok(Some(crate::layout::hash_bytes(&bytes, like)))
     }
 
@@ -558,6 +584,14 @@ impl Steps<'_> {
         Ok((url, what, Ok(())))
     }
 }
+
+/// What a manifest's HEAD or GET accepts: every manifest and index type we push.
+const MANIFEST_ACCEPT: [(&str, &str); 1] = [(
+    "accept",
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json",
+)];
 
 /// A manifest is read back at most this large (the layout's own limit).
 const MAX_MANIFEST: u64 = 16 << 20;

@@ -34,6 +34,32 @@ impl Authorizing {
         payload: Payload,
         what: &str,
     ) -> Result<Response<ureq::Body>> {
+        self.send_asking(method, url, headers, payload, what, true)
+    }
+
+    /// As [`Authorizing::send`], except that a 401 that taught us how to authenticate is the
+    /// answer: the token (or credentials) for the requests to come is ready, and the caller
+    /// asks again when it suits it, beside other requests.
+    pub fn send_learning(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload,
+        what: &str,
+    ) -> Result<Response<ureq::Body>> {
+        self.send_asking(method, url, headers, payload, what, false)
+    }
+
+    fn send_asking(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload,
+        what: &str,
+        ask_again: bool,
+    ) -> Result<Response<ureq::Body>> {
         let headers: Vec<(String, String)> = headers
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -58,13 +84,20 @@ impl Authorizing {
             if response.status() == StatusCode::UNAUTHORIZED && to_registry {
                 let worth_again = self.auth.refused(&challenges(&response));
                 if probing {
-                    // Settled now; ask again, with whatever credentials we have.
+                    // Settled now; ask again, with whatever credentials we have (or leave
+                    // that to the caller, as below).
+                    if !ask_again && !self.auth_headers(what)?.is_empty() {
+                        return Ok(response);
+                    }
                     continue;
                 }
                 // Sent without credentials while the scheme was unknown, and another upload
                 // may have learnt it meanwhile (its `refused` then says nothing new): ask
                 // again if there is now something to send.
                 if bare && !self.auth_headers(what)?.is_empty() {
+                    if !ask_again {
+                        return Ok(response);
+                    }
                     continue;
                 }
                 if worth_again && challenges_answered < 2 {

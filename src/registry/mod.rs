@@ -202,6 +202,29 @@ impl Client {
         }
     }
 
+    /// Sends the run's first request as [`Client::send`] does, except that when the registry
+    /// answers it with the challenge that tells how to authenticate, the answer is that 401:
+    /// the token is fetched, and the caller asks again beside the requests that follow,
+    /// instead of alone first.
+    pub fn send_first(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        what: &str,
+    ) -> Result<Response<ureq::Body>> {
+        self.retrying(what, || {
+            let mut response =
+                self.authorizing
+                    .send_learning(&method, url, headers, Payload::Empty, what)?;
+            if error::is_transient(response.status()) {
+                let refusal = Refusal::read(&mut response, &method);
+                return Err(self.refusal_error(refusal, &method, url, what));
+            }
+            Ok(response)
+        })
+    }
+
     /// Runs a step (one request, or a whole blob upload) again while it fails transiently,
     /// by the same policy as every request (see [`retry::Policy::retrying`]).
     pub fn retrying<T>(&self, what: &str, step: impl FnMut() -> Result<T>) -> Result<T> {

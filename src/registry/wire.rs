@@ -355,12 +355,13 @@ const USER_AGENT: &str = concat!("oci-push/", env!("CARGO_PKG_VERSION"));
 
 /// One agent (connection pool) of a client.
 fn new_agent(tls: tls::Scope, resolver: &Remembering, ahead: Option<Arc<ahead::Stash>>) -> Agent {
-    // A TLS connection holds two sets of buffers, the TLS transport's (plaintext) and the TCP
-    // one's beneath it (records), and records are 16 KiB at most: 256 KiB of each per upload
-    // made eight uploads cost 6 MiB. Plain HTTP keeps large writes: few syscalls per layer.
-    let (input, output) = match tls {
-        tls::Scope::None => (128 << 10, 256 << 10),
-        _ => (32 << 10, 64 << 10),
+    // Answers are small: 32 KiB holds any registry's headers. A TLS connection holds two sets
+    // of buffers, the TLS transport's (plaintext) and the TCP one's beneath it (records), and
+    // records are 16 KiB at most: 256 KiB of each per upload made eight uploads cost 6 MiB.
+    // Plain HTTP keeps large writes: few syscalls per layer.
+    let output = match tls {
+        tls::Scope::None => 256 << 10,
+        _ => 64 << 10,
     };
     let config = Agent::config_builder()
         // Error statuses are answers to read (the registry's error body), not failures.
@@ -373,7 +374,7 @@ fn new_agent(tls: tls::Scope, resolver: &Remembering, ahead: Option<Arc<ahead::S
         // would send loopback traffic and plain HTTP through HTTPS_PROXY.
         .max_redirects(0)
         .proxy(None)
-        .input_buffer_size(input)
+        .input_buffer_size(32 << 10)
         .output_buffer_size(output)
         .build();
     Agent::with_parts(config, tls::connector(tls, ahead), resolver.clone())
