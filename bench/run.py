@@ -159,6 +159,16 @@ def http(method, url, headers=None):
         return e.code, e.headers
 
 
+def serve_registry(config, log_path):
+    """Starts `docker-registry serve config`, its output appended to log_path."""
+    # The registry reads REGISTRY_* variables as configuration overrides.
+    env = {k: v for k, v in child_env().items() if not k.startswith("REGISTRY_")}
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(["docker-registry", "serve", config], env=env,
+                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                                preexec_fn=die_with_parent)
+
+
 class Registry:
     """docker-registry on 127.0.0.1 with a fresh storage directory on tmpfs at each start."""
     live = set()
@@ -191,13 +201,7 @@ storage:
 http:
   addr: 127.0.0.1:{port}
 """)
-            # The registry reads REGISTRY_* variables as configuration overrides.
-            env = {k: v for k, v in child_env().items() if not k.startswith("REGISTRY_")}
-            logf = open(os.path.join(self.workdir, "registry.log"), "ab")
-            self.proc = subprocess.Popen(["docker-registry", "serve", config], env=env,
-                                         stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                         preexec_fn=die_with_parent)
-            logf.close()
+            self.proc = serve_registry(config, os.path.join(self.workdir, "registry.log"))
             Registry.live.add(self)
             self.host = f"127.0.0.1:{port}"
             deadline = time.monotonic() + 10
