@@ -199,6 +199,33 @@ http:
         return m.group(1) if m and head.stdout.split()[1] == "200" else None
 
 
+class Skopeo(bench.Tool):
+    """skopeo copy, the containers/image engine of podman and buildah. It pushes to a tag
+    (a digest is no destination for it), one manifest PUT as the others' by digest, and
+    reports the digest through --digestfile."""
+    name = "skopeo"
+
+    def __init__(self, exe, workdir):
+        super().__init__(exe)
+        self.digest_file = os.path.join(workdir, "skopeo-digest")
+
+    def command(self, lay, ref, tag):
+        return [self.exe, "copy", "--all", "--preserve-digests", "--quiet",
+                "--digestfile", self.digest_file, f"oci:{lay.path}",
+                f"docker://{ref}:{tag or 'bench'}"]
+
+    def reported_digest(self, out):
+        try:
+            with open(self.digest_file) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    def version(self):
+        out = subprocess.run([self.exe, "--version"], capture_output=True, text=True).stdout
+        return out.split()[-1] if out.split() else "?"
+
+
 class Wan:
     def __init__(self, args, tools, workdir):
         self.args, self.tools, self.workdir = args, tools, workdir
@@ -210,10 +237,19 @@ class Wan:
         auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         with open(os.path.join(config_dir, "config.json"), "w") as f:
             json.dump({"auths": {REGISTRY_NAME: {"auth": auth}}}, f)
-        # Every tool alike: the test CA, the credentials, no proxy.
-        os.environ["SSL_CERT_FILE"] = ca
+        # Every tool alike: the system's trust store with the test CA added (so each loads a
+        # whole store, as in the field), the credentials (Docker's config.json, and the same
+        # file as containers' auth.json for skopeo), no proxy.
+        bundle = os.path.join(workdir, "trust.pem")
+        with open(bundle, "w") as out:
+            for path in ("/etc/ssl/certs/ca-certificates.crt", ca):
+                if os.path.exists(path):
+                    with open(path) as f:
+                        out.write(f.read())
+        os.environ["SSL_CERT_FILE"] = bundle
         os.environ["DOCKER_CONFIG"] = config_dir
-        bench.EXTRA_ENV.update(SSL_CERT_FILE=ca, DOCKER_CONFIG=config_dir,
+        bench.EXTRA_ENV.update(SSL_CERT_FILE=bundle, DOCKER_CONFIG=config_dir,
+                               REGISTRY_AUTH_FILE=os.path.join(config_dir, "config.json"),
                                HOME=os.path.join(workdir, "home"))
         os.makedirs(os.path.join(workdir, "home"))
         cert, key = self.certs[AUTH_NAME]
@@ -254,6 +290,8 @@ class Wan:
             cmd = [tool.exe, "--layout", lay.path, "-r", ref, "--format", "json"]
             cmd += tool.extra
             return cmd + (["-t", tag] if tag else [])
+        if tool.name == "skopeo":
+            return tool.command(lay, ref, tag)
         if tool.name == "crane":
             # By digest as rules_oci does; with a tag, to the tag in the same process.
             return [tool.exe, "push", lay.path, f"{ref}:{tag}" if tag else f"{ref}@{lay.digest}"]
@@ -414,6 +452,9 @@ class Wan:
 
 def main(args, tools, workdir):
     bind_hosts(workdir)
+    skopeo = shutil.which("skopeo")
+    if skopeo and not args.no_peers:
+        tools = tools + [Skopeo(skopeo, workdir)]
     scenarios = [s for a in args.scenario for s in a.split(",") if s] or list(SCENARIOS)
     for s in scenarios:
         if s not in SCENARIOS:
@@ -424,5 +465,8 @@ def main(args, tools, workdir):
     finally:
         wan.close()
     info = bench.machine_info(tools, args.peers)
+    for tool in tools:
+        if tool.name == "skopeo":
+            info["skopeo"] = tool.version()
     info["link"] = f"{args.rtt:g} ms RTT, {args.bandwidth:g} Mbit/s each way, TCP connect 1 RTT"
     return wan.report(info)

@@ -5,10 +5,11 @@ the index that names them), then the tags one at a time. Nothing is tagged unles
 points at is in the registry, so a push that stops half-way leaves only untagged content that a
 re-run completes.
 
-Blobs go up on a small pool of plain threads sharing the one client, and so do the manifests of
-one level of an index (its platform images), a level only after the one it names; tags stay in
-order on the calling thread. This module reports what happens through [`Observer`] and never
-prints.
+The first request goes alone (it learns the registry's challenge); then blobs and manifests go
+up on a small pool of plain threads sharing the one client, each manifest as soon as what it
+names is there ([`schedule`]); tags stay in order on the calling thread. Far from the registry
+a push costs its round trips, so none waits for what it does not need. This module reports
+what happens through [`Observer`] and never prints.
 */
 
 mod schedule;

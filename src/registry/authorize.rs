@@ -37,21 +37,10 @@ impl Authorizing {
         self.send_asking(method, url, headers, payload, what, true)
     }
 
-    /// As [`Authorizing::send`], except that a 401 that taught us how to authenticate is the
-    /// answer: the token (or credentials) for the requests to come is ready, and the caller
-    /// asks again when it suits it, beside other requests.
-    pub fn send_learning(
-        &self,
-        method: &Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        payload: Payload,
-        what: &str,
-    ) -> Result<Response<ureq::Body>> {
-        self.send_asking(method, url, headers, payload, what, false)
-    }
-
-    fn send_asking(
+    /// As [`Authorizing::send`]; without `ask_again`, a 401 that taught us how to authenticate
+    /// is the answer: the token (or credentials) for the requests to come is ready, and the
+    /// caller asks again when it suits it, beside other requests.
+    pub fn send_asking(
         &self,
         method: &Method,
         url: &str,

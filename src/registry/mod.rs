@@ -216,7 +216,7 @@ impl Client {
         self.retrying(what, || {
             let mut response =
                 self.authorizing
-                    .send_learning(&method, url, headers, Payload::Empty, what)?;
+                    .send_asking(&method, url, headers, Payload::Empty, what, false)?;
             if error::is_transient(response.status()) {
                 let refusal = Refusal::read(&mut response, &method);
                 return Err(self.refusal_error(refusal, &method, url, what));
