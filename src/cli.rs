@@ -183,6 +183,8 @@ pub struct Plan {
 /// Far from the registry a small blob's upload is three round trips and few bytes: more of
 /// them at once keep the link busy (bench/README.md, the WAN table).
 const DEFAULT_JOBS: usize = 16;
+/// The most uploads at once `--jobs` allows (and connections the pool keeps).
+pub const MAX_JOBS: usize = 64;
 
 pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
     use lexopt::prelude::*;
@@ -314,7 +316,7 @@ impl Args {
         let jobs = match &self.jobs {
             None => DEFAULT_JOBS,
             Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=64).contains(&n) => n,
+                Ok(n) if (1..=MAX_JOBS).contains(&n) => n,
                 _ => {
                     return Err(Error::usage(format!(
                         "--jobs {text}: give a whole number from 1 to 64"

@@ -156,8 +156,9 @@ impl Steps<'_> {
         // The connections of the steps that run at once after the first request, opened
         // while it and the token exchange are under way; it leaves its own for one of them.
         // (Wasted only when the registry turns out to have the image.)
-        let at_once =
-            layout.blobs.len() + usize::from(!tags.is_empty()) + usize::from(tags.len() > 1);
+        // At once: the blobs, the top manifest's second HEAD (after a first tag's, or after a
+        // challenge), and the tag listing for a second tag.
+        let at_once = layout.blobs.len() + 1 + usize::from(tags.len() > 1);
         self.client
             .open_ahead(self.options.jobs.min(at_once).saturating_sub(1));
         // The first request goes alone: it learns the registry's challenge, and the token it
@@ -170,10 +171,12 @@ impl Steps<'_> {
             None => None,
         };
         let mut listed = None;
+        let mut listing_asked = false;
         let present = match &first {
             Some(previous) if previous.as_deref() == Some(top.digest.as_str()) => true,
             Some(_) => {
-                let (present, list) = self.push_content(layout, true, tags.len() > 1)?;
+                listing_asked = tags.len() > 1;
+                let (present, list) = self.push_content(layout, true, listing_asked)?;
                 listed = list;
                 present
             }
@@ -185,7 +188,7 @@ impl Steps<'_> {
         };
         if present {
             observer.event(Event::ImageExists(top));
-            if tags.len() > 1 {
+            if tags.len() > 1 && !listing_asked {
                 listed = self.listed_tags();
             }
         }
@@ -436,14 +439,15 @@ impl Steps<'_> {
     /// token is ready, and the question goes again beside the blobs').
     fn first_manifest_digest(&self, top: &Manifest) -> Result<Option<Option<String>>> {
         let (url, what) = self.manifest_question(&top.digest);
-        let response = self
+        match self
             .client
-            .send_first(Method::HEAD, &url, &MANIFEST_ACCEPT, &what)?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            return Ok(None);
+            .send_first(Method::HEAD, &url, &MANIFEST_ACCEPT, &what)?
+        {
+            None => Ok(None),
+            Some(response) => self
+                .manifest_answer(response, &url, &what, &top.digest)
+                .map(Some),
         }
-        self.manifest_answer(response, &url, &what, &top.digest)
-            .map(Some)
     }
 
     fn manifest_question(&self, reference: &str) -> (String, String) {

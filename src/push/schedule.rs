@@ -66,7 +66,9 @@ pub fn run<T: Sync>(
             let Some(i) = s.ready.pop_first() else {
                 if s.running == 0 {
                     // Nothing runs and nothing is ready: the rest waits on a cycle.
-                    s.failure = Some(Error::usage("the push's steps wait on each other"));
+                    s.failure = Some(Error::usage(
+                        "internal error: the push's steps wait on each other",
+                    ));
                     break;
                 }
                 s = match changed.wait(s) {
@@ -85,7 +87,11 @@ pub fn run<T: Sync>(
                 .unwrap_or(0);
             drop(s);
             stats::after(waited);
-            let outcome = work(&steps[i].item);
+            // A step that panicked must still count as done, or the others would wait for it
+            // for ever.
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&steps[i].item)))
+                    .unwrap_or_else(|_| Err(Error::usage("internal error: a push step panicked")));
             s = match state.lock() {
                 Ok(s) => s,
                 Err(_) => return,
@@ -180,6 +186,16 @@ mod tests {
         });
         assert_eq!(result.unwrap_err().to_string(), "first");
         assert_eq!(ran.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_step_that_panics_fails_the_run_instead_of_hanging_it() {
+        let steps = [step(0, &[]), step(1, &[]), step(2, &[0])];
+        let result = run(&steps, 2, |&i| match i {
+            0 => panic!("a bug"),
+            _ => Ok(()),
+        });
+        assert!(result.unwrap_err().to_string().contains("panicked"));
     }
 
     #[test]

@@ -9,24 +9,31 @@
 //! oras, get the same from one multiplexed connection.)
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::Resolver;
 use ureq::unversioned::transport::time::{Duration as Limit, Instant as At};
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, NextTimeout, TcpConnector, Transport,
+    Buffers, ConnectionDetails, Connector, Either, NextTimeout, TcpConnector, Transport,
 };
 
 use super::resolve::Remembering;
 use super::tls;
 
-/// Connections to one origin (`host:port`, HTTPS), opened and not yet used.
+/// Connections to one origin (`host:port`, HTTPS), opened and not yet used, with when.
 #[derive(Debug)]
 pub struct Stash {
     authority: String,
-    ready: Mutex<Vec<Ahead>>,
+    ready: Mutex<Vec<(Instant, Ahead)>>,
 }
+
+/// A connection opened ahead and idle longer is not used: a NAT or load balancer may have
+/// dropped it without a word (ureq's own pool keeps idle ones 15 s).
+const MAX_IDLE: Duration = Duration::from_secs(10);
+/// How long the check of a connection opened ahead waits for bytes that may have arrived.
+const USABLE_WAIT: Duration = Duration::from_millis(1);
 
 impl Stash {
     pub fn new(authority: &str) -> Arc<Stash> {
@@ -40,8 +47,8 @@ impl Stash {
     /// dropped.
     fn take(&self) -> Option<Ahead> {
         let mut ready = self.ready.lock().ok()?;
-        while let Some(mut connection) = ready.pop() {
-            if connection.is_open() {
+        while let Some((opened, mut connection)) = ready.pop() {
+            if opened.elapsed() < MAX_IDLE && connection.0.usable(USABLE_WAIT) {
                 return Some(connection);
             }
         }
@@ -61,6 +68,13 @@ impl Stash {
         let Ok(uri) = format!("https://{}/", self.authority).parse::<Uri>() else {
             return;
         };
+        // Once here, so that the threads (and the first request) find it remembered.
+        if resolver
+            .resolve(&uri, config, connect_timeout(config))
+            .is_err()
+        {
+            return;
+        }
         for _ in 0..count {
             let (stash, uri, config) = (self.clone(), uri.clone(), config.clone());
             let (resolver, scope) = (resolver.clone(), scope.clone());
@@ -69,7 +83,7 @@ impl Stash {
                 .spawn(move || {
                     if let Some(connection) = connect(&uri, &config, &resolver, scope) {
                         if let Ok(mut ready) = stash.ready.lock() {
-                            ready.push(Ahead(connection));
+                            ready.push((Instant::now(), Ahead(connection)));
                         }
                     }
                 });
@@ -86,17 +100,8 @@ fn connect(
     config: &Config,
     resolver: &Remembering,
     scope: tls::Scope,
-) -> Option<Box<dyn Transport>> {
-    let timeout = NextTimeout {
-        after: config
-            .timeouts()
-            .connect
-            .map(Limit::Exact)
-            .unwrap_or(Limit::NotHappening),
-        reason: ureq::Timeout::Connect,
-        per_read: None,
-        per_write: None,
-    };
+) -> Option<tls::TlsTransport> {
+    let timeout = connect_timeout(config);
     let addrs = resolver.resolve(uri, config, timeout).ok()?;
     let details = ConnectionDetails {
         uri,
@@ -111,15 +116,32 @@ fn connect(
         run_connector: Arc::new(|_| Err(ureq::Error::ConnectionFailed)),
         register_shutdown: Arc::new(|_| Ok(())),
     };
-    let chain = ().chain(TcpConnector::default()).chain(tls::Handshake::new(scope));
-    let connection = chain.connect(&details, None).ok()??;
-    super::stats::connection();
-    Some(Box::new(connection))
+    let chain =
+        ().chain(tls::CountedTcp(TcpConnector::default()))
+            .chain(tls::Handshake::new(scope));
+    match chain.connect(&details, None).ok()?? {
+        Either::B(tls) => Some(tls),
+        Either::A(_) => None,
+    }
+}
+
+/// The agent's connect timeout, as a connector takes it.
+fn connect_timeout(config: &Config) -> NextTimeout {
+    NextTimeout {
+        after: config
+            .timeouts()
+            .connect
+            .map(Limit::Exact)
+            .unwrap_or(Limit::NotHappening),
+        reason: ureq::Timeout::Connect,
+        per_read: None,
+        per_write: None,
+    }
 }
 
 /// A connection from the stash, as a transport.
 #[derive(Debug)]
-pub struct Ahead(Box<dyn Transport>);
+pub struct Ahead(tls::TlsTransport);
 
 impl Transport for Ahead {
     fn buffers(&mut self) -> &mut dyn Buffers {

@@ -125,6 +125,12 @@ impl Auth {
         }
     }
 
+    /// Whether the registry wants bearer tokens: then a token in hand means the token server
+    /// accepted our credentials.
+    pub fn is_bearer(&self) -> bool {
+        matches!(self.state().mode, Mode::Bearer { .. })
+    }
+
     /// `Authorization: Basic` for the user and password, if we have them.
     pub fn basic_header(&self) -> Option<(String, String)> {
         let (username, password) = match &self.credential.secret {

@@ -35,11 +35,14 @@ impl Authorizing {
         what: &str,
     ) -> Result<Response<ureq::Body>> {
         self.send_asking(method, url, headers, payload, what, true)
+            .map(|(response, _)| response)
     }
 
-    /// As [`Authorizing::send`]; without `ask_again`, a 401 that taught us how to authenticate
-    /// is the answer: the token (or credentials) for the requests to come is ready, and the
-    /// caller asks again when it suits it, beside other requests.
+    /// As [`Authorizing::send`]; without `ask_again`, a 401 that taught us the registry wants
+    /// tokens is the answer, with `true`: the token server took our credentials and the token
+    /// for the requests to come is ready, so the caller asks again when it suits it, beside
+    /// other requests. Basic credentials are only tried by asking again alone, so that a
+    /// wrong password fails once, not once per upload.
     pub fn send_asking(
         &self,
         method: &Method,
@@ -48,7 +51,7 @@ impl Authorizing {
         payload: Payload,
         what: &str,
         ask_again: bool,
-    ) -> Result<Response<ureq::Body>> {
+    ) -> Result<(Response<ureq::Body>, bool)> {
         let headers: Vec<(String, String)> = headers
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -75,8 +78,8 @@ impl Authorizing {
                 if probing {
                     // Settled now; ask again, with whatever credentials we have (or leave
                     // that to the caller, as below).
-                    if !ask_again && !self.auth_headers(what)?.is_empty() {
-                        return Ok(response);
+                    if self.ready_to_ask_later(ask_again, what)? {
+                        return Ok((response, true));
                     }
                     continue;
                 }
@@ -84,8 +87,8 @@ impl Authorizing {
                 // may have learnt it meanwhile (its `refused` then says nothing new): ask
                 // again if there is now something to send.
                 if bare && !self.auth_headers(what)?.is_empty() {
-                    if !ask_again {
-                        return Ok(response);
+                    if self.ready_to_ask_later(ask_again, what)? {
+                        return Ok((response, true));
                     }
                     continue;
                 }
@@ -94,8 +97,14 @@ impl Authorizing {
                     continue;
                 }
             }
-            return Ok(response);
+            return Ok((response, false));
         }
+    }
+
+    /// Whether a 401 may be left for the caller to ask again: not asked to ask again, and a
+    /// token (which the token server gave for our credentials) is in hand.
+    fn ready_to_ask_later(&self, ask_again: bool, what: &str) -> Result<bool> {
+        Ok(!ask_again && self.auth.is_bearer() && !self.auth_headers(what)?.is_empty())
     }
 
     /// The error for a refusal of a request to `url` as it was sent. A refusal of our

@@ -203,25 +203,28 @@ impl Client {
     }
 
     /// Sends the run's first request as [`Client::send`] does, except that when the registry
-    /// answers it with the challenge that tells how to authenticate, the answer is that 401:
-    /// the token is fetched, and the caller asks again beside the requests that follow,
-    /// instead of alone first.
+    /// answers it with the challenge that says it wants tokens, the answer is None: the token
+    /// is fetched, and the caller asks again beside the requests that follow, instead of
+    /// alone first.
     pub fn send_first(
         &self,
         method: Method,
         url: &str,
         headers: &[(&str, &str)],
         what: &str,
-    ) -> Result<Response<ureq::Body>> {
+    ) -> Result<Option<Response<ureq::Body>>> {
         self.retrying(what, || {
-            let mut response =
+            let (mut response, later) =
                 self.authorizing
                     .send_asking(&method, url, headers, Payload::Empty, what, false)?;
+            if later {
+                return Ok(None);
+            }
             if error::is_transient(response.status()) {
                 let refusal = Refusal::read(&mut response, &method);
                 return Err(self.refusal_error(refusal, &method, url, what));
             }
-            Ok(response)
+            Ok(Some(response))
         })
     }
 

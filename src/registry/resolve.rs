@@ -48,10 +48,14 @@ impl std::str::FromStr for Pin {
         else {
             return Err(bad("missing a part"));
         };
-        if host.is_empty() || host.contains(['/', '@', '[', ']']) {
+        let name_char = |c: char| c.is_ascii_alphanumeric() || ".-_".contains(c);
+        if host.is_empty() || !host.chars().all(name_char) {
             return Err(bad("not a host name"));
         }
-        let port: u16 = port.parse().map_err(|_| bad("not a port number"))?;
+        let port = match port.parse::<u16>() {
+            Ok(number) if number > 0 && port.bytes().all(|b| b.is_ascii_digit()) => number,
+            _ => return Err(bad("not a port number")),
+        };
         let address = address.trim_start_matches('[').trim_end_matches(']');
         let address: IpAddr = address.parse().map_err(|_| bad("not an IP address"))?;
         Ok(Pin {
@@ -179,6 +183,11 @@ mod tests {
         for (pin, why) in [
             ("registry.test:443", "missing a part"),
             ("registry.test:https:127.0.0.1", "not a port number"),
+            ("registry.test:+443:127.0.0.1", "not a port number"),
+            ("registry.test:0:127.0.0.1", "not a port number"),
+            ("[::1]:443:127.0.0.1", "not a host name"),
+            ("a b:443:127.0.0.1", "not a host name"),
+            ("registry.test:443:127.0.0.1,127.0.0.2", "not an IP address"),
             ("registry.test:443:localhost", "not an IP address"),
             (":443:127.0.0.1", "not a host name"),
         ] {

@@ -32,28 +32,29 @@ pub enum Scope {
 pub fn connector(scope: Scope, ahead: Option<Arc<Stash>>) -> impl Connector<Out = impl Transport> {
     ().chain(Reuse(ahead))
         .chain(ConnectProxyConnector::default())
-        .chain(TcpConnector::default())
-        .chain(Counted)
+        .chain(CountedTcp(TcpConnector::default()))
         .chain(Handshake::new(scope))
 }
 
-/// Counts each TCP connection the chain made (connectors run only for new connections; one
-/// that is TLS already was opened ahead, and counted there).
+/// ureq's TCP connector, counting each connection it makes: only a connector asked with no
+/// transport yet makes one (a proxy's tunnel and a connection opened ahead pass through).
 #[derive(Debug)]
-struct Counted;
+pub struct CountedTcp(pub TcpConnector);
 
-impl<In: Transport> Connector<In> for Counted {
-    type Out = In;
+impl<In: Transport> Connector<In> for CountedTcp {
+    type Out = <TcpConnector as Connector<In>>::Out;
 
     fn connect(
         &self,
-        _: &ConnectionDetails,
+        details: &ConnectionDetails,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
-        if chained.as_ref().is_some_and(|t| !t.is_tls()) {
+        let fresh = chained.is_none();
+        let connection = self.0.connect(details, chained)?;
+        if fresh && connection.is_some() {
             super::stats::connection();
         }
-        Ok(chained)
+        Ok(connection)
     }
 }
 
@@ -150,6 +151,36 @@ pub struct TlsTransport {
 impl std::fmt::Debug for TlsTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TlsTransport")
+    }
+}
+
+impl TlsTransport {
+    /// Whether a connection that waited unused (opened ahead) can carry a request. What the
+    /// server sent meanwhile goes through TLS first: TLS 1.3 session tickets, which OpenSSL
+    /// and nginx send after the handshake (and Go when it asks for a client certificate),
+    /// are taken, where ureq's own check would call any unread byte a broken connection. A
+    /// close, or data nobody asked for, is not usable. Waits `wait` for bytes at most.
+    pub fn usable(&mut self, wait: std::time::Duration) -> bool {
+        use ureq::unversioned::transport::time::Duration as Limit;
+        let sock = self.stream.get_mut();
+        sock.set_timeout(NextTimeout {
+            after: Limit::Exact(wait),
+            reason: ureq::Timeout::RecvResponse,
+            per_read: None,
+            per_write: None,
+        });
+        let StreamOwned { conn, sock } = &mut self.stream;
+        match conn.read_tls(sock) {
+            Ok(0) => false,
+            Ok(_) => conn.process_new_packets().is_ok_and(|state| {
+                state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed()
+            }),
+            // Nothing came (ureq's timeout, wrapped): open, as far as anyone can tell.
+            Err(e) => e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                .is_some_and(|inner| matches!(inner, ureq::Error::Timeout(_))),
+        }
     }
 }
 

@@ -375,6 +375,10 @@ fn new_agent(tls: tls::Scope, resolver: &Remembering, ahead: Option<Arc<ahead::S
         .max_redirects(0)
         .proxy(None)
         .input_buffer_size(32 << 10)
+        // Every upload of `--jobs` hands its connection back between its requests: with
+        // ureq's default of 3 idle per host, the others would be closed and opened again.
+        .max_idle_connections_per_host(crate::cli::MAX_JOBS + 1)
+        .max_idle_connections(2 * (crate::cli::MAX_JOBS + 1))
         .output_buffer_size(output)
         .build();
     Agent::with_parts(config, tls::connector(tls, ahead), resolver.clone())

@@ -255,7 +255,8 @@ fn tunnel(client: TcpStream, upstream: TcpStream) {
     tunnel_late(client, upstream, Duration::ZERO)
 }
 
-/// Copies bytes both ways until both sides are done, each chunk from `upstream` `late`.
+/// Copies bytes both ways until both sides are done, each chunk from `upstream` arriving
+/// `late` after it was sent, as over a long link (chunks in flight do not wait for each other).
 fn tunnel_late(client: TcpStream, upstream: TcpStream, late: Duration) {
     let (Ok(mut client_read), Ok(mut upstream_write)) = (client.try_clone(), upstream.try_clone())
     else {
@@ -266,36 +267,46 @@ fn tunnel_late(client: TcpStream, upstream: TcpStream, late: Duration) {
         let _ = upstream_write.shutdown(Shutdown::Write);
     });
     let (mut upstream_read, mut client_write) = (upstream, client);
+    let (send, receive) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+    let down = std::thread::spawn(move || {
+        for (due, chunk) in receive {
+            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+            if client_write.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = client_write.shutdown(Shutdown::Write);
+    });
     let mut buffer = vec![0; 64 << 10];
     while let Ok(n @ 1..) = upstream_read.read(&mut buffer) {
-        if !late.is_zero() {
-            std::thread::sleep(late);
-        }
-        if client_write.write_all(&buffer[..n]).is_err() {
+        if send
+            .send((std::time::Instant::now() + late, buffer[..n].to_vec()))
+            .is_err()
+        {
             break;
         }
     }
-    let _ = client_write.shutdown(Shutdown::Write);
-    let _ = up.join();
+    drop(send);
+    let _ = (down.join(), up.join());
 }
 
 // ---------------------------------------------------------------------------------------------
 // A slow link
 
 /// A TCP pass-through to `upstream` whose answers come `delay` late (every chunk the server
-/// sends waits that long), so that round trips cost something on loopback. Counts the
-/// connections it accepted.
+/// sends waits that long), so that round trips cost something on loopback. Records when it
+/// accepted each connection.
 pub struct SlowLink {
     server: Server,
-    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    accepted: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 impl SlowLink {
     pub fn start(upstream: SocketAddr, delay: Duration) -> SlowLink {
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = accepted.clone();
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let record = accepted.clone();
         let server = Server::start(bind_loopback(), move |client| {
-            counter.fetch_add(1, Ordering::SeqCst);
+            record.lock().unwrap().push(std::time::Instant::now());
             let Ok(upstream) = TcpStream::connect(upstream) else {
                 return;
             };
@@ -309,8 +320,9 @@ impl SlowLink {
         self.server.port()
     }
 
-    pub fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
+    /// When each connection was accepted, in order.
+    pub fn accepted(&self) -> Vec<std::time::Instant> {
+        self.accepted.lock().unwrap().clone()
     }
 }
 
