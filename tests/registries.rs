@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::faults::{FaultProxy, ProxiedRequest, Rule};
+use common::faults::{Fault, FaultProxy, ProxiedRequest, Rule};
 use common::personalities::{self, Immutable, MountRefusal};
 use common::pushing::*;
 use common::*;
@@ -415,6 +415,40 @@ fn a_refused_tag_that_is_not_immutability_keeps_its_exit_code() {
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(!run.error().contains("immutable"), "{}", run.stderr);
+}
+
+#[test]
+fn a_tag_made_by_another_writer_during_the_push_is_judged_as_immutable_too() {
+    // v1 names another image, but the first HEAD (before the uploads) saw no v1, as if
+    // another writer made it meanwhile; the registry then refuses to move it.
+    let registry = Registry::start();
+    let first = image_of(440, 64 << 10);
+    let second = image_of(441, 64 << 10);
+    let path = "race/app";
+    oci_push_with(
+        &push_args(&image_layout(&first), &registry.repo(path), &[]),
+        &[],
+        None,
+    )
+    .ok();
+    let mut rules = vec![Rule::nth(1, "HEAD", "/manifests/v1", Fault::status(404))];
+    rules.extend(personalities::immutable_tag(Immutable::Ecr, "v1"));
+    let proxy = FaultProxy::start(&registry, rules);
+    let layout = image_layout(&second);
+    let dir = layout.path().display().to_string();
+    let repo = proxy.repo(path);
+    let run = oci_push_with(&["--layout", &dir, "-r", &repo, "-t", "v1"], &[], None);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    assert!(
+        run.error().contains(&format!(
+            "will not move tag 'v1' from {} to {}",
+            first.manifest.digest, second.manifest.digest
+        )),
+        "{}",
+        run.stderr
+    );
+    registry.assert_manifest(path, &second.manifest.digest, &second.manifest);
+    registry.assert_manifest(path, "v1", &first.manifest);
 }
 
 #[test]

@@ -507,6 +507,16 @@ impl Steps<'_> {
             Ok(()) => return Ok(()),
             Err(refusal) => refusal,
         };
+        // `previous` was read before the uploads (the first tag's HEAD, the listing): a tag
+        // another writer made meanwhile is asked again, so that its refusal is judged too.
+        let asked_again;
+        let previous = match previous {
+            Some(previous) => Some(previous),
+            None => {
+                asked_again = self.manifest_digest(tag, &top.digest).ok().flatten();
+                asked_again.as_deref()
+            }
+        };
         let moving = previous.filter(|p| !p.is_empty() && *p != top.digest);
         // A 403 is as often a role without the right to push tags: only one that says why
         // (Harbor's "immutable", Artifactory's MANIFEST_INVALID) is a kept tag.
