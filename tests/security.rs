@@ -915,3 +915,32 @@ fn huge_answers_are_read_only_as_far_as_their_bound() {
         run.error()
     );
 }
+
+#[test]
+fn connections_opened_ahead_never_go_around_the_proxy() {
+    // registry.test names a TLS registry through HTTPS_PROXY; --resolve sends direct
+    // connections to 127.0.0.2, where a listener counts them. Every connection, the uploads'
+    // included, must go through the proxy.
+    let tls = Tls::new(&["registry.test"]);
+    let ca = tls.ca.display().to_string();
+    let registry = Registry::start_with(RegistryOptions::tls(tls));
+    let direct = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = direct.clone();
+    let listener = std::net::TcpListener::bind(("127.0.0.2", registry.port)).expect("127.0.0.2");
+    let _direct = servers::Server::start(listener, move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    let proxy = ConnectProxy::start(&[("registry.test", "127.0.0.1".parse().unwrap())]);
+    let (image, layout) = image(207);
+    let authority = format!("registry.test:{}", registry.port);
+    let pin = format!("{authority}:127.0.0.2");
+    let repo = format!("{authority}/proxied/app");
+    let run = oci_push_with(
+        &push_args(&layout, &repo, &["--ca-file", &ca, "--resolve", &pin]),
+        &[("HTTPS_PROXY", &proxy.url())],
+        None,
+    );
+    assert_pushed(&run, &registry, &repo, "proxied/app", &image);
+    assert!(proxy.uses_of(&authority) >= 1, "{:?}", proxy.uses());
+    assert_eq!(direct.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
