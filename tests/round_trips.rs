@@ -97,8 +97,10 @@ fn a_new_image_with_one_tag_checks_the_image_beside_its_blobs_and_lists_no_tags(
     assert_eq!(count("PUT", "/manifests/"), 2, "{seen:#?}");
     let (requests, _, round_trips) = wire(&run);
     assert_eq!(requests as usize, seen.len());
-    // connect, HEAD tag, then at once: (connect,) HEAD, POST, PUT; manifest PUT, tag PUT.
-    assert!(round_trips <= 8, "{round_trips} round trips");
+    // Connect, HEAD of the tag; then at once: connect, HEAD, POST, PUT; the manifest's PUT
+    // (on a new connection when none was idle at that moment: one more), the tag's PUT. With
+    // the image's HEAD before the blobs' it would be 10 or 11.
+    assert!(round_trips <= 9, "{round_trips} round trips");
     registry.assert_manifest("app", "v1", &image.manifest);
     for blob in image.blobs() {
         registry.assert_blob("app", blob);
@@ -165,7 +167,7 @@ fn a_platform_manifest_goes_up_once_its_own_blobs_are_in() {
 /// Pushes a 3-blob image to a TLS registry under a name that is not loopback (--resolve),
 /// whose answers come 300 ms late, and checks that the uploads' TCP and TLS handshakes were
 /// made while the first request waited: the link accepted every connection at once, and the
-/// push counts 7 round trips, not 9.
+/// push counts 7 or 8 round trips, not 9 or 10.
 fn connections_are_opened_ahead(registry: &Registry, ca: &str, extra: &[&str]) {
     let delay = Duration::from_millis(300);
     let link = servers::SlowLink::start(registry.host().parse().unwrap(), delay);
@@ -176,10 +178,10 @@ fn connections_are_opened_ahead(registry: &Registry, ca: &str, extra: &[&str]) {
     let mut args = vec!["--resolve", &pin, "--ca-file", ca];
     args.extend(extra);
     let run = push(&layout, &format!("{name}/app"), &args).ok();
-    // The first request's connection, and one for each step after it that runs at once: the
-    // three blobs and the top manifest's check.
+    // The first request's connection, and one for each step after it that runs at once (the
+    // three blobs and the top manifest's check), all opened before the first answer came.
     let accepted = link.accepted();
-    assert_eq!(accepted.len(), 4, "{}", run.stdout);
+    assert!(accepted.len() >= 4, "{}", run.stdout);
     assert!(
         accepted[3] - accepted[0] < delay / 2,
         "the uploads' connections waited for the first answer: {:?}",
@@ -189,9 +191,11 @@ fn connections_are_opened_ahead(registry: &Registry, ca: &str, extra: &[&str]) {
             .collect::<Vec<_>>()
     );
     let (_, connections, round_trips) = wire(&run);
-    assert_eq!(connections, 4, "{}", run.stdout);
-    // TCP, TLS, HEAD of the image; then HEAD, POST, PUT of each blob at once; the manifest.
-    assert_eq!(round_trips, 7, "{}", run.stdout);
+    assert_eq!(connections as usize, accepted.len(), "{}", run.stdout);
+    // TCP, TLS, HEAD of the image; then HEAD, POST, PUT of each blob at once; the manifest (on
+    // a new connection if none was idle at that moment: one more). Without connections opened
+    // ahead: 9 or 10.
+    assert!(round_trips <= 8, "{}", run.stdout);
     registry.assert_manifest("app", &image.manifest.digest, &image.manifest);
     for blob in image.blobs() {
         registry.assert_blob("app", blob);
