@@ -44,15 +44,15 @@ impl Stash {
     }
 
     /// A connection still open, if one is ready; those the registry closed meanwhile are
-    /// dropped.
+    /// dropped. Each is checked outside the lock, so that uploads starting together do not
+    /// wait for each other's checks.
     fn take(&self) -> Option<Ahead> {
-        let mut ready = self.ready.lock().ok()?;
-        while let Some((opened, mut connection)) = ready.pop() {
+        loop {
+            let (opened, mut connection) = self.ready.lock().ok()?.pop()?;
             if opened.elapsed() < MAX_IDLE && connection.0.usable(USABLE_WAIT) {
                 return Some(connection);
             }
         }
-        None
     }
 
     /// Opens `count` connections to the stash's origin on new threads, through the agent's
