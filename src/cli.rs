@@ -73,7 +73,7 @@ CONNECTION:
                              repository of the same registry; repeatable. The layout's
                              org.opencontainers.image.base.name annotations are tried too.
     --retries N              Retry a request that failed transiently (connection dropped,
-                             timeout, 408, 429, 5xx) up to N times (default 10), with
+                             timeout, 408, 429, 5xx but 501) up to N times (default 10), with
                              exponential backoff and the registry's Retry-After.
     --timeout DURATION       Give up when the whole push takes longer (default 1h;
                              e.g. 30s, 5m, 1h).
@@ -112,6 +112,7 @@ EXIT CODES:
     5  the registry rejected a request (other 4xx/5xx; its error code is shown)
     6  timeout
     7  a tag names another digest and the registry will not move it (immutable)
+    128+N  stopped by signal N while waiting for a credential helper (stopped too)
 ";
 
 /// Where the repository comes from; the last flag given wins.
@@ -319,7 +320,7 @@ impl Args {
                 Ok(n) if (1..=MAX_JOBS).contains(&n) => n,
                 _ => {
                     return Err(Error::usage(format!(
-                        "--jobs {text}: give a whole number from 1 to 64"
+                        "--jobs {text}: give a whole number from 1 to {MAX_JOBS}"
                     )))
                 }
             },

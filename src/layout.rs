@@ -28,7 +28,7 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 const BASE_NAME_ANNOTATION: &str = "org.opencontainers.image.base.name";
 
 /// Registries refuse manifests past a few MiB; anything this large is not a manifest.
-const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// Indexes of indexes exist, but not this deep.
 /// `oci-layout` holds one short JSON object.
 const MAX_MARKER_BYTES: u64 = 64 * 1024;

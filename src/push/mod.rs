@@ -79,13 +79,13 @@ pub struct Options {
     pub mount_from: Vec<String>,
     /// Upload in chunks of this many bytes (`PATCH`), instead of one `PUT`.
     pub chunk_size: Option<u64>,
-    /// Only ask (HEAD requests) and report what a push would do; write nothing.
+    /// Only ask (reads: HEAD, the tag list) and report what a push would do; write nothing.
     pub dry_run: bool,
 }
 
 /// Pushes the layout's blobs and manifests, then applies `tags` in order, stopping at the first
 /// tag that fails. Returns the digest of the top manifest. With `options.dry_run` it only asks
-/// the registry what it has (HEAD requests) and reports, as events, what a push would upload,
+/// the registry what it has (reads only) and reports, as events, what a push would upload,
 /// mount or skip and which tags would change.
 pub fn push(
     client: &Client,
@@ -431,7 +431,7 @@ impl Steps<'_> {
         let response =
             self.client
                 .send(Method::HEAD, &url, &MANIFEST_ACCEPT, Payload::Empty, &what)?;
-        self.manifest_answer(response, &url, &what, like)
+        self.manifest_answer(response, reference, &url, &what, like)
     }
 
     /// The run's first request, the top manifest's HEAD, when no tag is to be applied: as
@@ -445,7 +445,7 @@ impl Steps<'_> {
         {
             None => Ok(None),
             Some(response) => self
-                .manifest_answer(response, &url, &what, &top.digest)
+                .manifest_answer(response, &top.digest, &url, &what, &top.digest)
                 .map(Some),
         }
     }
@@ -457,9 +457,11 @@ impl Steps<'_> {
         )
     }
 
+    /// What a manifest's HEAD at `url` (of `reference`) says: None when absent.
     fn manifest_answer(
         &self,
         response: ureq::http::Response<ureq::Body>,
+        reference: &str,
         url: &str,
         what: &str,
         like: &str,
@@ -475,6 +477,10 @@ impl Steps<'_> {
         if let Some(digest) = content_digest(&response) {
             return Ok(Some(digest));
         }
+        // Asked by digest, what is there is that digest (a tag holds no colon).
+        if reference.contains(':') {
+            return Ok(Some(reference.to_string()));
+        }
         // No Docker-Content-Digest (a proxy stripped it; some registries omit it): the
         // manifest's own bytes say, so that a tag naming our image is still seen as such.
         let mut response =
@@ -483,8 +489,11 @@ impl Steps<'_> {
         if response.status() != StatusCode::OK {
             return Ok(Some(String::new()));
         }
-        let bytes = crate::files::read_at_most(response.body_mut().as_reader(), MAX_MANIFEST)
-            .map_err(|e| Error::new(Kind::Rejected, format!("{what}: GET {}: {e}", redact(url))))?;
+        let bytes = crate::files::read_at_most(
+            response.body_mut().as_reader(),
+            crate::layout::MAX_MANIFEST_BYTES,
+        )
+        .map_err(|e| Error::new(Kind::Rejected, format!("{what}: GET {}: {e}", redact(url))))?;
         Ok(Some(crate::layout::hash_bytes(&bytes, like)))
     }
 
@@ -607,9 +616,6 @@ const MANIFEST_ACCEPT: [(&str, &str); 1] = [(
      application/vnd.docker.distribution.manifest.v2+json, \
      application/vnd.docker.distribution.manifest.list.v2+json",
 )];
-
-/// A manifest is read back at most this large (the layout's own limit).
-const MAX_MANIFEST: u64 = 16 << 20;
 
 /// The `Docker-Content-Digest` of an answer, when it has a usable one.
 fn content_digest(response: &ureq::http::Response<ureq::Body>) -> Option<String> {

@@ -339,9 +339,7 @@ impl Steps<'_> {
             return Ok(Ok(()));
         }
         let refusal = Refusal::read(&mut response, method);
-        // A 501 to PATCH is the registry saying it has no chunked uploads, not that it failed.
-        let no_patch = *method == Method::PATCH && refusal.status == StatusCode::NOT_IMPLEMENTED;
-        if (refusal.is_transient() && !no_patch) || refusal.is_auth() {
+        if refusal.is_transient() || refusal.is_auth() {
             return Err(self.client.refusal_error(refusal, method, url, what));
         }
         Ok(Err(Refused {

@@ -16,7 +16,7 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::Resolver;
 use ureq::unversioned::transport::time::{Duration as Limit, Instant as At};
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, Either, NextTimeout, TcpConnector, Transport,
+    ConnectionDetails, Connector, Either, NextTimeout, TcpConnector,
 };
 
 use super::resolve::Remembering;
@@ -26,7 +26,7 @@ use super::tls;
 #[derive(Debug)]
 pub struct Stash {
     authority: String,
-    ready: Mutex<Vec<(Instant, Ahead)>>,
+    ready: Mutex<Vec<(Instant, tls::TlsTransport)>>,
 }
 
 /// A connection opened ahead and idle longer is not used: a NAT or load balancer may have
@@ -46,10 +46,10 @@ impl Stash {
     /// A connection still open, if one is ready; those the registry closed meanwhile are
     /// dropped. Each is checked outside the lock, so that uploads starting together do not
     /// wait for each other's checks.
-    fn take(&self) -> Option<Ahead> {
+    fn take(&self) -> Option<tls::TlsTransport> {
         loop {
             let (opened, mut connection) = self.ready.lock().ok()?.pop()?;
-            if opened.elapsed() < MAX_IDLE && connection.0.usable(USABLE_WAIT) {
+            if opened.elapsed() < MAX_IDLE && connection.usable(USABLE_WAIT) {
                 return Some(connection);
             }
         }
@@ -83,7 +83,7 @@ impl Stash {
                 .spawn(move || {
                     if let Some(connection) = connect(&uri, &config, &resolver, scope) {
                         if let Ok(mut ready) = stash.ready.lock() {
-                            ready.push((Instant::now(), Ahead(connection)));
+                            ready.push((Instant::now(), connection));
                         }
                     }
                 });
@@ -139,39 +139,13 @@ fn connect_timeout(config: &Config) -> NextTimeout {
     }
 }
 
-/// A connection from the stash, as a transport.
-#[derive(Debug)]
-pub struct Ahead(tls::TlsTransport);
-
-impl Transport for Ahead {
-    fn buffers(&mut self) -> &mut dyn Buffers {
-        self.0.buffers()
-    }
-
-    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        self.0.transmit_output(amount, timeout)
-    }
-
-    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
-        self.0.await_input(timeout)
-    }
-
-    fn is_open(&mut self) -> bool {
-        self.0.is_open()
-    }
-
-    fn is_tls(&self) -> bool {
-        self.0.is_tls()
-    }
-}
-
 /// First in an agent's chain: a new connection to the stash's origin that goes through no
 /// proxy is taken from the stash when one is ready.
 #[derive(Debug)]
 pub struct Reuse(pub Option<Arc<Stash>>);
 
 impl Connector<()> for Reuse {
-    type Out = Ahead;
+    type Out = tls::TlsTransport;
 
     fn connect(
         &self,

@@ -42,6 +42,7 @@ impl Refusal {
     }
 
     /// A refusal as a registry would send it, for tests.
+    #[cfg(test)]
     pub fn new(status: StatusCode, codes: &[&str]) -> Refusal {
         Refusal {
             status,
@@ -110,10 +111,12 @@ impl Refusal {
 }
 
 /// The statuses worth a retry: the registry or something in front of it is busy or failing.
+/// A 501 is an answer, not a failure: the registry does not do that (GAR's PATCH), or it is
+/// no registry at all; asking again would only wait.
 pub fn is_transient(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
+        || (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
 }
 
 /// `Retry-After`, in seconds or as an HTTP date.

@@ -145,10 +145,10 @@ impl Client {
             redirect::Redirects { wire },
         );
         // A bad --ca-file, certs.d file or client certificate is an error before any request.
-        match scheme.base().starts_with("https://") {
-            true => scheme.next.wire.agent(&scheme.base()).map(|_| ())?,
-            false if !connection.plain_http => scheme.next.wire.check_files()?,
-            false => {}
+        if loopback {
+            scheme.next.wire.check_files()?;
+        } else if !connection.plain_http {
+            scheme.next.wire.agent(&scheme.base())?;
         }
         let authorizing = authorize::Authorizing {
             auth: auth::Auth::new(credential, scopes),
@@ -183,15 +183,26 @@ impl Client {
             return self.authorizing.send(&method, url, headers, payload, what);
         }
         self.retrying(what, || {
-            let mut response = self
+            let response = self
                 .authorizing
                 .send(&method, url, headers, payload, what)?;
-            if error::is_transient(response.status()) {
-                let refusal = Refusal::read(&mut response, &method);
-                return Err(self.refusal_error(refusal, &method, url, what));
-            }
-            Ok(response)
+            self.not_transient(response, &method, url, what)
         })
+    }
+
+    /// The answer, or a transient status (429, 5xx) as the error the retry policy retries.
+    fn not_transient(
+        &self,
+        mut response: Response<ureq::Body>,
+        method: &Method,
+        url: &str,
+        what: &str,
+    ) -> Result<Response<ureq::Body>> {
+        if error::is_transient(response.status()) {
+            let refusal = Refusal::read(&mut response, method);
+            return Err(self.refusal_error(refusal, method, url, what));
+        }
+        Ok(response)
     }
 
     /// Opens up to `count` connections to the registry ahead of the requests that will need
@@ -214,17 +225,13 @@ impl Client {
         what: &str,
     ) -> Result<Option<Response<ureq::Body>>> {
         self.retrying(what, || {
-            let (mut response, later) =
+            let (response, later) =
                 self.authorizing
                     .send_asking(&method, url, headers, Payload::Empty, what, false)?;
             if later {
                 return Ok(None);
             }
-            if error::is_transient(response.status()) {
-                let refusal = Refusal::read(&mut response, &method);
-                return Err(self.refusal_error(refusal, &method, url, what));
-            }
-            Ok(Some(response))
+            self.not_transient(response, &method, url, what).map(Some)
         })
     }
 

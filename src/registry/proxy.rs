@@ -85,13 +85,13 @@ impl Proxies {
 
     /// The proxy for `url`, or None to connect directly.
     pub fn for_url(&self, url: &str) -> Option<Proxy> {
-        let (scheme, rest) = url.split_once("://")?;
+        let (scheme, _) = url.split_once("://")?;
         let proxy = match scheme {
             "https" => self.https.as_ref()?,
             "http" => self.http.as_ref()?,
             _ => return None,
         };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        let authority = super::url::authority(url);
         let (host, port) = split_authority(authority, if scheme == "https" { 443 } else { 80 })?;
         if is_loopback_host(&host) || self.no_proxy.iter().any(|n| n.matches(&host, port)) {
             return None;

@@ -108,7 +108,10 @@ impl Resolver for Remembering {
             (Some(scheme), Some(authority)) => DefaultResolver::host_and_port(scheme, authority),
             _ => None,
         };
-        let Some(key) = key.map(|k| k.to_ascii_lowercase()) else {
+        let Some(key) = key.map(|mut k| {
+            k.make_ascii_lowercase();
+            k
+        }) else {
             // Not a full URL: the system resolver gives ureq's own error for it.
             return DefaultResolver::default().resolve(uri, config, timeout);
         };

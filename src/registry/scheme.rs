@@ -32,7 +32,7 @@ impl Scheme {
         };
         Scheme {
             base: RwLock::new(format!("{scheme}://{host}")),
-            unsettled: Mutex::new(loopback && !plain_http),
+            unsettled: Mutex::new(loopback),
             next,
         }
     }

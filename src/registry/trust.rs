@@ -61,16 +61,14 @@ fn certificates_in(bytes: &[u8], path: &Path, what: &str) -> Result<Vec<Certific
     Ok(certs)
 }
 
-/// The system's store and `--ca-file`: trusted for every `https://` URL.
-pub fn roots(ca_file: Option<&Path>) -> Result<Vec<CertificateDer<'static>>> {
+/// The system's store and `--ca-file`'s certificates: trusted for every `https://` URL.
+pub fn roots(ca_file: &[CertificateDer<'static>]) -> Vec<CertificateDer<'static>> {
     let mut roots: Vec<CertificateDer<'static>> = rustls_native_certs::load_native_certs()
         .certs
         .into_iter()
         .collect();
-    if let Some(path) = ca_file {
-        roots.extend(pem_certificates(path, "--ca-file")?);
-    }
-    Ok(roots)
+    roots.extend(ca_file.iter().cloned());
+    roots
 }
 
 /// `--cert-file` with `--key-file`.

@@ -125,6 +125,14 @@ pub struct TlsOptions {
     pub insecure: bool,
 }
 
+/// What the registry's TLS files hold: `--ca-file`, `--cert-file` with `--key-file`, and its
+/// certs.d directory.
+struct RegistryFiles {
+    ca_file: Vec<rustls_pki_types::CertificateDer<'static>>,
+    identity: Option<trust::Identity>,
+    certs_d: trust::HostFiles,
+}
+
 pub struct Wire {
     /// The agent (connection pool) for `http://` URLs: it never speaks TLS.
     plain: Agent,
@@ -132,14 +140,15 @@ pub struct Wire {
     /// the system's trust store takes milliseconds that a plain-HTTP registry never has to pay.
     /// It trusts certs.d's CAs too, presents the client certificate, and under `--insecure`
     /// verifies nothing.
-    registry: OnceLock<Agent>,
+    /// With how it speaks TLS, for the connections opened ahead.
+    registry: OnceLock<(Agent, tls::Scope)>,
     /// The agent for every other `https://` URL (a token realm, blob storage): the system's
     /// store and `--ca-file`, verified, no client certificate.
     elsewhere: OnceLock<Agent>,
-    /// How the registry's agent speaks TLS, for the connections opened ahead.
-    registry_tls: OnceLock<tls::Scope>,
     /// Connections to the registry opened ahead of need, which its agent takes first.
     ahead: Arc<ahead::Stash>,
+    /// The registry's TLS files, read once (before the first request, on loopback).
+    files: OnceLock<RegistryFiles>,
     roots: OnceLock<Vec<rustls_pki_types::CertificateDer<'static>>>,
     tls: TlsOptions,
     proxies: Proxies,
@@ -154,8 +163,8 @@ impl Wire {
             plain: new_agent(tls::Scope::None, &resolver, None),
             registry: OnceLock::new(),
             elsewhere: OnceLock::new(),
-            registry_tls: OnceLock::new(),
             ahead: ahead::Stash::new(&tls.host),
+            files: OnceLock::new(),
             roots: OnceLock::new(),
             tls,
             proxies: Proxies::from_env()?,
@@ -168,13 +177,27 @@ impl Wire {
     /// the system's store: a loopback registry that may turn out to speak plain HTTP still
     /// has them checked before its first request.
     pub fn check_files(&self) -> Result<()> {
-        if let Some(ca_file) = &self.tls.ca_file {
-            trust::pem_certificates(ca_file, "--ca-file")?;
+        self.files().map(|_| ())
+    }
+
+    fn files(&self) -> Result<&RegistryFiles> {
+        if let Some(files) = self.files.get() {
+            return Ok(files);
         }
-        if let Some((cert, key)) = &self.tls.identity {
-            trust::identity(cert, key)?;
-        }
-        trust::certs_d(&self.tls.host, self.tls.identity.is_none()).map(|_| ())
+        let ca_file = match &self.tls.ca_file {
+            Some(path) => trust::pem_certificates(path, "--ca-file")?,
+            None => Vec::new(),
+        };
+        let identity = match &self.tls.identity {
+            Some((cert, key)) => Some(trust::identity(cert, key)?),
+            None => None,
+        };
+        let certs_d = trust::certs_d(&self.tls.host, identity.is_none())?;
+        Ok(self.files.get_or_init(|| RegistryFiles {
+            ca_file,
+            identity,
+            certs_d,
+        }))
     }
 
     /// `--insecure`: the registry's own host is not verified.
@@ -186,7 +209,7 @@ impl Wire {
         if let Some(roots) = self.roots.get() {
             return Ok(roots);
         }
-        let roots = trust::roots(self.tls.ca_file.as_deref())?;
+        let roots = trust::roots(&self.files()?.ca_file);
         Ok(self.roots.get_or_init(|| roots))
     }
 
@@ -197,36 +220,31 @@ impl Wire {
         if !url.starts_with("https://") {
             return Ok(self.plain.clone());
         }
-        let home = same_origin(url, &format!("https://{}", self.tls.host));
-        let slot = match home {
-            true => &self.registry,
-            false => &self.elsewhere,
-        };
-        if let Some(agent) = slot.get() {
+        if same_origin(url, &format!("https://{}", self.tls.host)) {
+            return self.registry_agent().map(|(agent, _)| agent.clone());
+        }
+        if let Some(agent) = self.elsewhere.get() {
             return Ok(agent.clone());
         }
-        let config = match home {
-            true => {
-                let files = trust::certs_d(&self.tls.host, self.tls.identity.is_none())?;
-                let mut roots = self.roots()?.to_vec();
-                roots.extend(files.cas);
-                let identity = match &self.tls.identity {
-                    Some((cert, key)) => Some(trust::identity(cert, key)?),
-                    None => files.identity,
-                };
-                trust::client_config(&roots, identity.as_ref(), !self.tls.insecure)?
-            }
-            false => trust::client_config(self.roots()?, None, true)?,
-        };
-        let agent = match home {
-            true => {
-                let scope = tls::Scope::Host(self.tls.host.clone(), config);
-                let _ = self.registry_tls.set(scope.clone());
-                new_agent(scope, &self.resolver, Some(self.ahead.clone()))
-            }
-            false => new_agent(tls::Scope::Any(config), &self.resolver, None),
-        };
-        Ok(slot.get_or_init(|| agent).clone())
+        let config = trust::client_config(self.roots()?, None, true)?;
+        let agent = new_agent(tls::Scope::Any(config), &self.resolver, None);
+        Ok(self.elsewhere.get_or_init(|| agent).clone())
+    }
+
+    /// The registry's own agent, and its TLS: certs.d's CAs trusted too, the client
+    /// certificate presented, and under `--insecure` nothing verified.
+    fn registry_agent(&self) -> Result<&(Agent, tls::Scope)> {
+        if let Some(registry) = self.registry.get() {
+            return Ok(registry);
+        }
+        let files = self.files()?;
+        let mut roots = self.roots()?.to_vec();
+        roots.extend(files.certs_d.cas.iter().cloned());
+        let identity = files.identity.as_ref().or(files.certs_d.identity.as_ref());
+        let config = trust::client_config(&roots, identity, !self.tls.insecure)?;
+        let scope = tls::Scope::Host(self.tls.host.clone(), config);
+        let agent = new_agent(scope.clone(), &self.resolver, Some(self.ahead.clone()));
+        Ok(self.registry.get_or_init(|| (agent, scope)))
     }
 
     /// Opens `count` connections to the registry (HTTPS) on other threads, for the requests
@@ -236,10 +254,7 @@ impl Wire {
         if count == 0 || self.proxies.for_url(&url).is_some() {
             return;
         }
-        let Ok(agent) = self.agent(&url) else {
-            return;
-        };
-        if let Some(scope) = self.registry_tls.get() {
+        if let Ok((agent, scope)) = self.registry_agent() {
             self.ahead
                 .open(count, agent.config(), &self.resolver, scope);
         }
