@@ -8,7 +8,8 @@ token before it may push: a 401 challenge, a request to the token service, then 
 again with the token. Over a WAN those are round trips, and how a client pays them (one token
 per repository or per blob, token reuse, a new TLS connection each time) is part of what a
 WAN benchmark must show. This service lets the loopback registry (`docker-registry`, 2.8.2)
-do the same, as set up in /work/shared/registry-token-auth.md:
+do the same (distribution's `auth.token`: `iss`, a string `aud`, an integer `exp`,
+the `access` claims; every refusal is a 401):
 
 - `GET /token?service=..&scope=..` with optional Basic auth (the Docker token protocol), and
   the OAuth2 form `POST /token` (grant_type=password or refresh_token), which also returns a

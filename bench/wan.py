@@ -184,7 +184,7 @@ http:
              "--resolve", f"{AUTH_NAME}:443:{AUTH_ADDR}", "--cacert", os.environ["SSL_CERT_FILE"],
              "-u", f"{USER}:{PASSWORD}",
              f"https://{AUTH_NAME}/token?service=bench-registry&scope=repository:{repo}:pull"],
-            capture_output=True, text=True)
+            capture_output=True, text=True, env=bench.child_env())
         try:
             token = json.loads(out.stdout)["token"]
         except (ValueError, KeyError):
@@ -194,7 +194,7 @@ http:
              "--cacert", os.environ["SSL_CERT_FILE"], "-H", f"Authorization: Bearer {token}",
              "-H", f"Accept: {bench.MANIFEST_TYPES}",
              f"https://{REGISTRY_NAME}/v2/{repo}/manifests/{reference}"],
-            capture_output=True, text=True)
+            capture_output=True, text=True, env=bench.child_env())
         m = re.search(r"^docker-content-digest:\s*(\S+)", head.stdout, re.I | re.M)
         return m.group(1) if m and head.stdout.split()[1] == "200" else None
 
@@ -239,6 +239,18 @@ class Skopeo(bench.Tool):
         return out.split()[-1] if out.split() else "?"
 
 
+def layouts(args):
+    """The scenarios' layouts, generated into the cache when missing."""
+    q, cache = args.quick, args.cache
+    return {
+        "present": bench.layout(cache, 3, (2 if q else 20) * bench.MIB, seed=21),
+        "small": bench.layout(cache, 3, 5 * bench.MB // 3, seed=1),
+        "index": bench.layout(cache, 3, 5 * bench.MB // 3, seed=3, platforms=3),
+        "layers30": bench.layout(cache, 30, bench.MB // 2, seed=22),
+        "large": bench.layout(cache, 3, (2 if q else 20) * bench.MIB, seed=21),
+    }
+
+
 class Wan:
     def __init__(self, args, tools, workdir):
         self.args, self.tools, self.workdir = args, tools, workdir
@@ -270,15 +282,7 @@ class Wan:
                                    {USER: PASSWORD}).start()
         self.registry = RemoteRegistry(workdir, args.tmpfs, self.certs, self.tokens).start()
         self.link = None
-        q = args.quick
-        cache = args.cache
-        self.layouts = {
-            "present": bench.layout(cache, 3, (2 if q else 20) * bench.MIB, seed=21),
-            "small": bench.layout(cache, 3, 5 * bench.MB // 3, seed=1),
-            "index": bench.layout(cache, 3, 5 * bench.MB // 3, seed=3, platforms=3),
-            "layers30": bench.layout(cache, 30, bench.MB // 2, seed=22),
-            "large": bench.layout(cache, 3, (2 if q else 20) * bench.MIB, seed=21),
-        }
+        self.layouts = layouts(args)
         self.rows = {}   # scenario -> rtt (s) -> tool -> [sample dict]
         self.rss = {}    # tool -> peak RSS KiB (large, cold)
         self.runs = 0
@@ -297,7 +301,7 @@ class Wan:
         self.registry.stop()
         self.tokens.stop()
 
-    def command(self, tool, lay, repo, tag, probe):
+    def command(self, tool, lay, repo, tag):
         ref = f"{REGISTRY_NAME}/{repo}"
         if tool.name == "oci-push":
             cmd = [tool.exe, "--layout", lay.path, "-r", ref, "--format", "json"]
@@ -323,7 +327,7 @@ class Wan:
         if tool.name == "skopeo":
             tool.forget()
         before = (self.registry.requests(), self.tokens.requests, self.link.counters())
-        result = bench.run_timed(self.command(tool, lay, repo, tag, probe), probe)
+        result = bench.run_timed(self.command(tool, lay, repo, tag), probe)
         bench.check(result, f"{tool.name} push of {lay.path} to {repo}")
         time.sleep(0.05)   # the access log line of the last answer
         link = self.link.counters()
@@ -479,6 +483,9 @@ class Wan:
 
 
 def main(args, tools, workdir):
+    if args.prepare:
+        layouts(args)
+        return f"layouts are in {args.cache}\n"
     bind_hosts(workdir)
     skopeo = shutil.which("skopeo")
     if skopeo and not args.no_peers:

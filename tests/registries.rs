@@ -415,6 +415,9 @@ fn a_refused_tag_that_is_not_immutability_keeps_its_exit_code() {
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(!run.error().contains("immutable"), "{}", run.stderr);
+    // The tag is as it was; the new image is in, by digest.
+    registry.assert_manifest(path, "v1", &first.manifest);
+    registry.assert_manifest(path, &second.manifest.digest, &second.manifest);
 }
 
 #[test]

@@ -19,7 +19,9 @@ fn push(layout: &tempfile::TempDir, repo: &str, extra: &[&str]) -> Run {
         "json".to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    oci_push(&args)
+    // In the sandbox: no proxy or docker config of the machine's comes between.
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    oci_push_with(&args, &[], None)
 }
 
 /// A push of no tag as alice, with `password` on stdin.
@@ -72,6 +74,7 @@ fn an_image_the_registry_has_with_its_tag_is_one_request() {
     assert_eq!(requests(&proxy), ["HEAD /v2/app/manifests/v1"]);
     // One plain-HTTP connection, then the request on it.
     assert_eq!(wire(&run), (1, 1, 2));
+    assert_eq!(proxy.connections(), 1);
     let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(json["imageExisted"], true);
     assert_eq!(json["tags"][0]["outcome"], "unchanged");

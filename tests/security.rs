@@ -638,6 +638,41 @@ fn files_that_are_not_regular_or_too_large_are_refused() {
         run.stderr
     );
 
+    // A --repository-file over 64 KiB and a --ca-file over 16 MiB, regular files both.
+    let big_name = layout.path().join("repository.txt");
+    std::fs::write(&big_name, "r".repeat(65 << 10)).unwrap();
+    let big_name = big_name.display().to_string();
+    let run = offline(
+        &["--verify", "--layout", &dir, "--repository-file", &big_name],
+        None,
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.error().contains("larger than 64.0 KiB"),
+        "{}",
+        run.stderr
+    );
+    let big_ca = layout.path().join("ca.pem");
+    std::fs::write(&big_ca, vec![b'#'; (16 << 20) + 1]).unwrap();
+    let big_ca = big_ca.display().to_string();
+    let run = offline(
+        &[
+            "--layout",
+            &dir,
+            "-r",
+            "registry.invalid/app",
+            "--ca-file",
+            &big_ca,
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.error().contains("larger than 16.0 MiB"),
+        "{}",
+        run.stderr
+    );
+
     // A Docker config over 4 MiB, read before any request.
     let sandbox = Sandbox::new();
     let mut config = b"{\"auths\":{}}".to_vec();
