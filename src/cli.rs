@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::auth;
+use crate::cache;
 use crate::error::{Error, Result};
 use crate::reference::Repository;
 use crate::registry::Connection;
@@ -81,6 +82,20 @@ CONNECTION:
                              proxies that cap request bodies; a failed chunk resumes
                              where the registry says the upload stands.
     --verbose                Log every HTTP request on stderr (secrets are never shown).
+
+REMOTE CACHE (push without the bytes; docs/remote-cache.md):
+    --remote-cache URL       Bazel's HTTP remote cache (http:// or https://, as Bazel's
+                             --remote_cache) holding the blobs a thin layout leaves out:
+                             each one the registry lacks is streamed from
+                             URL/cas/<sha256 hex>, and no other is fetched. gRPC caches
+                             are refused. Credentials: the URL's user:password@, then
+                             --remote-cache-header, --credential-helper, ~/.netrc.
+    --remote-cache-header NAME=VALUE
+                             A header for the remote cache only, as Bazel's
+                             --remote_header; repeatable.
+    --local-layout DIR       The full layout of the image on this disk, if it is there:
+                             blobs found in DIR with their size are read from it, not
+                             fetched.
     HTTPS_PROXY (https://), HTTP_PROXY (http://), ALL_PROXY and NO_PROXY are honoured;
     loopback never goes through a proxy.
 
@@ -100,6 +115,11 @@ OTHER:
     --verify                 Check the layout offline instead of pushing: every blob and
                              manifest hashed against its digest, every tag checked. Prints
                              the image digest (REPO@DIGEST when a repository is given).
+                             A thin layout's blobs left to the remote cache are not there
+                             to hash: the registry checks them when they go up.
+    --write-thin-layout DIR  With --verify: also write the layout's thin copy to DIR
+                             (index.json, manifests, configs and the list of the layers
+                             left out, with their sizes), for pushing with --remote-cache.
     -h, --help               Print this help.
     -V, --version            Print the version.
 
@@ -112,6 +132,7 @@ EXIT CODES:
     5  the registry rejected a request (other 4xx/5xx; its error code is shown)
     6  timeout
     7  a tag names another digest and the registry will not move it (immutable)
+    8  the remote cache lacks a blob, or cannot be reached or read
     128+N  stopped by signal N while waiting for a credential helper (stopped too)
 ";
 
@@ -145,6 +166,10 @@ struct Args {
     format: Option<String>,
     dry_run: bool,
     verify: bool,
+    remote_cache: Option<String>,
+    remote_cache_headers: Vec<String>,
+    local_layout: Option<PathBuf>,
+    write_thin_layout: Option<PathBuf>,
 }
 
 /// What to do, checked and resolved.
@@ -177,6 +202,12 @@ pub struct Plan {
     pub dry_run: bool,
     /// Repositories (`host/path`) to mount blobs from, as given.
     pub mount_from: Vec<Repository>,
+    /// The remote cache of a thin layout's blobs.
+    pub cache: cache::Options,
+    /// The full layout on this disk, whose blobs beat fetching them.
+    pub local_layout: Option<PathBuf>,
+    /// `--verify` also writes the thin layout here.
+    pub write_thin_layout: Option<PathBuf>,
 }
 
 /// Enough that the last layers of an image do not go up alone while the registry idles
@@ -255,6 +286,17 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 args.credential_helper = Some(parser.value().map_err(usage)?.into());
             }
             Long("verify") => args.verify = true,
+            Long("remote-cache") => {
+                args.remote_cache = Some(string(parser.value().map_err(usage)?, "--remote-cache")?);
+            }
+            Long("remote-cache-header") => {
+                let header = string(parser.value().map_err(usage)?, "--remote-cache-header")?;
+                args.remote_cache_headers.push(header);
+            }
+            Long("local-layout") => args.local_layout = Some(parser.value().map_err(usage)?.into()),
+            Long("write-thin-layout") => {
+                args.write_thin_layout = Some(parser.value().map_err(usage)?.into());
+            }
             _ => return Err(usage(arg.unexpected())),
         }
     }
@@ -363,7 +405,23 @@ impl Args {
             .iter()
             .map(|name| Repository::parse(name).map_err(|e| e.context("--mount-from")))
             .collect::<Result<Vec<_>>>()?;
+        if self.write_thin_layout.is_some() && !self.verify {
+            return Err(Error::usage(
+                "--write-thin-layout DIR goes with --verify (the build-time check writes it)",
+            ));
+        }
+        let headers = self
+            .remote_cache_headers
+            .iter()
+            .map(|header| parse_header(header))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Plan {
+            cache: cache::Options {
+                url: self.remote_cache.filter(|url| !url.is_empty()),
+                headers,
+            },
+            local_layout: self.local_layout,
+            write_thin_layout: self.write_thin_layout,
             jobs,
             mount_from,
             layout,
@@ -380,6 +438,29 @@ impl Args {
                 credential_helper: self.credential_helper,
             },
         })
+    }
+}
+
+/// `NAME=VALUE`, as Bazel's `--remote_header`. The value may be a secret: never shown.
+fn parse_header(text: &str) -> Result<(String, String)> {
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    match text.split_once('=') {
+        Some((name, value))
+            if valid_name(name) && !value.chars().any(|c| c.is_control() && c != '\t') =>
+        {
+            Ok((name.to_ascii_lowercase(), value.to_string()))
+        }
+        Some((name, _)) if valid_name(name) => Err(Error::usage(format!(
+            "--remote-cache-header {name}=...: the value holds a line break or control character"
+        ))),
+        _ => Err(Error::usage(
+            "--remote-cache-header: expected NAME=VALUE with a header name before the =",
+        )),
     }
 }
 

@@ -26,6 +26,9 @@ pub enum Kind {
     Timeout,
     /// The registry will not move a tag that names another digest: immutable tags (exit 7).
     Immutable,
+    /// The remote cache (`--remote-cache`) lacks a blob, or could not be reached or read
+    /// (exit 8): a cache's failure is told apart from the registry's, since its fix is another.
+    Cache,
 }
 
 impl Kind {
@@ -39,11 +42,12 @@ impl Kind {
             Kind::Rejected => 5,
             Kind::Timeout => 6,
             Kind::Immutable => 7,
+            Kind::Cache => 8,
         }
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Error {
     kind: Kind,
     message: String,
@@ -95,6 +99,12 @@ impl Error {
 
     pub fn invalid(message: impl Into<String>) -> Error {
         Error::new(Kind::Invalid, message)
+    }
+
+    /// The same error, of another kind (a failure on the way to the remote cache is the
+    /// cache's).
+    pub fn of_kind(self, kind: Kind) -> Error {
+        Error { kind, ..self }
     }
 
     pub fn kind(&self) -> Kind {

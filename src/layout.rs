@@ -9,7 +9,7 @@ this costs nothing). Blob bytes are hashed only by [`Layout::verify_blobs`]: at 
 registry verifies them anyway, and hashing a large image twice would cost seconds of CPU.
 */
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -34,14 +34,38 @@ pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_MARKER_BYTES: u64 = 64 * 1024;
 const MAX_NESTING: usize = 8;
 
-/// A blob (config or layer) to push, streamed from its file.
+/// A blob (config or layer) to push, streamed from its source.
 #[derive(Clone, Debug)]
 pub struct Blob {
     pub digest: String,
     pub size: u64,
-    pub path: PathBuf,
+    pub source: Source,
     pub kind: BlobKind,
 }
+
+/// Where a blob's bytes are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A file: the layout's, or the local full layout's (`--local-layout`).
+    File(PathBuf),
+    /// Left out of a thin layout: in the remote cache (`--remote-cache`), by its digest.
+    Cache,
+}
+
+impl Blob {
+    /// Where the bytes come from, for messages: the file, or "the remote cache".
+    pub fn origin(&self) -> String {
+        match &self.source {
+            Source::File(path) => path.display().to_string(),
+            Source::Cache => "the remote cache".to_string(),
+        }
+    }
+}
+
+/// The file a thin layout holds beside `index.json`: the blobs it leaves out, with their sizes.
+pub const THIN_MARKER: &str = "oci-push-thin.json";
+/// A thin layout's list names each left-out blob in about 100 bytes.
+const MAX_THIN_MARKER_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What a blob is to the image: reported to people and in JSON, never used for protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,12 +103,14 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Reads and checks the layout in `dir`.
+    /// Reads and checks the layout in `dir`: a full one, or a thin one whose left-out blobs
+    /// come from the remote cache (see [`Layout::write_thin`]).
     pub fn open(dir: &Path) -> Result<Layout> {
         check_layout_marker(dir)?;
         let top = read_top_descriptor(dir)?;
         let mut reader = Reader {
             dir,
+            omitted: read_thin_marker(dir)?,
             blobs: Vec::new(),
             manifests: Vec::new(),
             base_names: Vec::new(),
@@ -106,16 +132,118 @@ impl Layout {
         &self.manifests[self.manifests.len() - 1]
     }
 
-    /// Hashes every blob and checks it against its digest: the offline check behind `--verify`.
+    /// Hashes every blob at hand and checks it against its digest: the offline check behind
+    /// `--verify`. Blobs a thin layout left out are the remote cache's, checked by the
+    /// registry when they go up.
     pub fn verify_blobs(&self) -> Result<()> {
         for blob in &self.blobs {
-            let actual = hash_file(&blob.path, &blob.digest)?;
-            if actual != blob.digest {
-                return Err(corrupt(&blob.digest, &blob.path, &actual));
+            if let Source::File(path) = &blob.source {
+                let actual = hash_file(path, &blob.digest)?;
+                if actual != blob.digest {
+                    return Err(corrupt(&blob.digest, path, &actual));
+                }
             }
         }
         Ok(())
     }
+
+    /// The blobs left for the remote cache.
+    pub fn in_cache(&self) -> impl Iterator<Item = &Blob> {
+        self.blobs.iter().filter(|b| b.source == Source::Cache)
+    }
+
+    /// Takes the blobs a thin layout left out from `dir`, the full layout, where they are on
+    /// this disk with their size: reading them here beats fetching them. (A file there that
+    /// does not hash to its digest is refused by the registry, as any corrupt blob.)
+    pub fn take_local(&mut self, dir: &Path) {
+        for blob in self.blobs.iter_mut().filter(|b| b.source == Source::Cache) {
+            let Some(path) = path_in(dir, &blob.digest) else {
+                continue;
+            };
+            if fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == blob.size) {
+                blob.source = Source::File(path);
+            }
+        }
+    }
+
+    /// Writes the thin layout of this (full) layout to `out`: `oci-layout`, `index.json`,
+    /// every manifest and config, and [`THIN_MARKER`] listing the layers left out with
+    /// their sizes. That is all a push needs at hand; the layers come from the remote cache,
+    /// where Bazel stores each file of an output directory by its SHA-256.
+    pub fn write_thin(&self, dir: &Path, out: &Path) -> Result<()> {
+        let write_error = |path: &Path, e: std::io::Error| {
+            Error::usage(format!("cannot write {}: {e}", path.display()))
+        };
+        let blobs = out.join("blobs");
+        fs::create_dir_all(&blobs).map_err(|e| write_error(&blobs, e))?;
+        for name in ["oci-layout", "index.json"] {
+            let to = out.join(name);
+            fs::copy(dir.join(name), &to).map_err(|e| write_error(&to, e))?;
+        }
+        let mut kept = Vec::new();
+        let mut omitted = Vec::new();
+        for blob in &self.blobs {
+            match (blob.kind, &blob.source) {
+                (BlobKind::Config, Source::File(path)) => kept.push((&blob.digest, path.clone())),
+                _ => omitted.push(serde_json::json!({"digest": blob.digest, "size": blob.size})),
+            }
+        }
+        for manifest in &self.manifests {
+            if let Some(path) = path_in(dir, &manifest.digest) {
+                kept.push((&manifest.digest, path));
+            }
+        }
+        for (digest, from) in kept {
+            let Some(to) = path_in(out, digest) else {
+                continue;
+            };
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;
+            }
+            fs::copy(&from, &to).map_err(|e| write_error(&to, e))?;
+        }
+        let marker = out.join(THIN_MARKER);
+        let text = serde_json::json!({ "omitted": omitted }).to_string();
+        fs::write(&marker, text + "\n").map_err(|e| write_error(&marker, e))
+    }
+}
+
+/// `dir/blobs/ALG/HEX` for a digest the layout's reading checked.
+fn path_in(dir: &Path, digest: &str) -> Option<PathBuf> {
+    let (algorithm, hex) = digest.split_once(':')?;
+    Some(dir.join("blobs").join(algorithm).join(hex))
+}
+
+/// The blobs a thin layout leaves out, by digest, with their sizes; none for a full layout.
+fn read_thin_marker(dir: &Path) -> Result<HashMap<String, u64>> {
+    let path = dir.join(THIN_MARKER);
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    let bytes = files::read_bounded(&path, MAX_THIN_MARKER_BYTES)
+        .map_err(|e| Error::invalid(format!("cannot read {} ({e})", path.display())))?;
+    let bad = |why: &str| {
+        Error::invalid(format!(
+            "{} is not a thin layout's list of blobs ({why}); rebuild the image",
+            path.display()
+        ))
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(&e.to_string()))?;
+    let entries = value
+        .get("omitted")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| bad("no \"omitted\" list"))?;
+    let mut omitted = HashMap::new();
+    for entry in entries {
+        let digest = entry.get("digest").and_then(|v| v.as_str());
+        let size = entry.get("size").and_then(|v| v.as_u64());
+        match (digest, size) {
+            (Some(digest), Some(size)) => omitted.insert(digest.to_string(), size),
+            _ => return Err(bad("an entry without digest or size")),
+        };
+    }
+    Ok(omitted)
 }
 
 fn corrupt(digest: &str, path: &Path, actual: &str) -> Error {
@@ -127,6 +255,8 @@ fn corrupt(digest: &str, path: &Path, actual: &str) -> Error {
 
 struct Reader<'a> {
     dir: &'a Path,
+    /// A thin layout's left-out blobs and their sizes.
+    omitted: HashMap<String, u64>,
     blobs: Vec<Blob>,
     manifests: Vec<Manifest>,
     base_names: Vec<String>,
@@ -188,7 +318,7 @@ impl Reader<'_> {
                     self.add_blob(layer, BlobKind::Layer)?;
                     children.push(layer.digest().to_string());
                 }
-                if depth == 0 {
+                if depth == 0 && self.present(manifest.config()) {
                     self.platforms
                         .extend(config_platform(&self.blob_path(manifest.config())?));
                 }
@@ -225,14 +355,27 @@ impl Reader<'_> {
         if !self.seen.insert(digest.clone()) {
             return Ok(());
         }
-        let path = self.blob_path(desc)?;
+        let source = match self.omitted.get(&digest) {
+            Some(&size) if size == desc.size() && !self.present(desc) => Source::Cache,
+            Some(&size) if size != desc.size() => return Err(Error::invalid(format!(
+                "blob {digest} is {size} bytes in {}, its descriptor says {}; rebuild the image",
+                self.dir.join(THIN_MARKER).display(),
+                desc.size()
+            ))),
+            _ => Source::File(self.blob_path(desc)?),
+        };
         self.blobs.push(Blob {
             digest,
             size: desc.size(),
-            path,
+            source,
             kind,
         });
         Ok(())
+    }
+
+    /// Whether the layout holds a descriptor's file (a thin layout holds its configs).
+    fn present(&self, desc: &Descriptor) -> bool {
+        path_in(self.dir, desc.digest().as_ref()).is_some_and(|path| path.is_file())
     }
 
     /// The file of a descriptor, checked to exist with the descriptor's size. The digest was

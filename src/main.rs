@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use oci_push::cache::RemoteCache;
 use oci_push::cli::{self, Command, Plan};
 use oci_push::error::{Error, Result};
 use oci_push::layout::Layout;
@@ -42,6 +43,16 @@ fn run() -> Result<()> {
 fn verify(plan: Plan) -> Result<()> {
     let layout = Layout::open(&plan.layout)?;
     layout.verify_blobs()?;
+    if let Some(out) = &plan.write_thin_layout {
+        if let Some(blob) = layout.in_cache().next() {
+            return Err(Error::invalid(format!(
+                "--write-thin-layout: {} is a thin layout already (blob {} is left to the remote cache); give the full layout",
+                plan.layout.display(),
+                blob.digest
+            )));
+        }
+        layout.write_thin(&plan.layout, out)?;
+    }
     let digest = &layout.top().digest;
     let line = match &plan.repository {
         Some(repository) => format!("{repository}@{digest}"),
@@ -67,7 +78,28 @@ fn push(plan: Plan) -> Result<()> {
             "--repository REPO is required; see oci-push --help",
         ));
     };
-    let layout = Layout::open(&plan.layout)?;
+    let mut layout = Layout::open(&plan.layout)?;
+    if let Some(local) = &plan.local_layout {
+        layout.take_local(local);
+    }
+    let cache = match &plan.cache.url {
+        Some(url) => Some(std::sync::Arc::new(RemoteCache::new(
+            url,
+            &plan.cache,
+            plan.auth.credential_helper.as_deref(),
+            &plan.connection,
+        )?)),
+        None => None,
+    };
+    if let (Some(blob), None, false) = (layout.in_cache().next(), &cache, plan.dry_run) {
+        return Err(Error::usage(format!(
+            "{} is a thin layout: {} blob(s), {} first, are left to the remote cache; give \
+             --remote-cache URL (the build setting @rules_oci_push//settings:remote_cache sets it for bazel run)",
+            plan.layout.display(),
+            layout.in_cache().count(),
+            blob.digest
+        )));
+    }
     if plan.connection.insecure {
         eprintln!(
             "warning: --insecure: the TLS certificate of {} is not verified (other hosts' still are)",
@@ -77,13 +109,14 @@ fn push(plan: Plan) -> Result<()> {
     let reporter = report::Reporter::new(plan.style(), &repository.to_string(), &layout);
     // The digest file is part of the outcome: written before the summary and the JSON, so
     // that they report its failure too. A dry run pushed nothing and writes none.
-    let result = connect_and_push(&plan, repository, &layout, &reporter).and_then(|digest| {
-        let line = format!("{repository}@{digest}");
-        if let (Some(path), false) = (&plan.digest_file, plan.dry_run) {
-            write_digest_file(path, &line)?;
-        }
-        Ok(line)
-    });
+    let result =
+        connect_and_push(&plan, repository, &layout, cache, &reporter).and_then(|digest| {
+            let line = format!("{repository}@{digest}");
+            if let (Some(path), false) = (&plan.digest_file, plan.dry_run) {
+                write_digest_file(path, &line)?;
+            }
+            Ok(line)
+        });
     reporter.finish(result.is_ok());
     if plan.json {
         if result.is_err() {
@@ -104,6 +137,7 @@ fn connect_and_push(
     plan: &Plan,
     repository: &reference::Repository,
     layout: &Layout,
+    cache: Option<std::sync::Arc<RemoteCache>>,
     reporter: &report::Reporter,
 ) -> Result<String> {
     let credential = auth::find(repository, &plan.auth, plan.connection.deadline())?;
@@ -112,6 +146,7 @@ fn connect_and_push(
         mount_from: mount_sources(repository, &plan.mount_from, &layout.base_names),
         chunk_size: plan.chunk_size,
         dry_run: plan.dry_run,
+        cache,
     };
     // Every scope the run needs, asked for before the first request: one token serves all.
     let mut scopes = vec![format!("repository:{}:pull,push", repository.path())];

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
-use crate::layout::{BlobKind, Layout, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use crate::layout::{BlobKind, Layout, Source, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::push::{BlobOutcome, Event, Observer, TagOutcome};
 use crate::units::{human_duration, human_size};
 
@@ -94,6 +94,8 @@ struct BlobRecord {
     digest: String,
     size: u64,
     kind: BlobKind,
+    /// Its bytes were (or would be) fetched from the remote cache.
+    cached: bool,
     outcome: BlobOutcome,
     seconds: Option<f64>,
 }
@@ -226,6 +228,18 @@ impl Reporter {
         if tags.is_empty() {
             tags.push("none (pushed by digest only)".to_string());
         }
+        if totals.fetched_count > 0 {
+            lines.push(format!(
+                "  cache:  {} {} ({}) from the remote cache",
+                if record.dry_run {
+                    "would fetch"
+                } else {
+                    "fetched"
+                },
+                human_size(totals.fetched),
+                totals.fetched_count
+            ));
+        }
         lines.push(format!("  tags:   {}", tags.join("; ")));
         lines.push(format!(
             "  time:   {}",
@@ -250,6 +264,7 @@ impl Reporter {
                     "kind": match b.kind { BlobKind::Config => "config", BlobKind::Layer => "layer" },
                     "outcome": outcome_name(b.outcome),
                     "seconds": b.seconds,
+                    "from": if b.cached { "remoteCache" } else { "file" },
                 })
             })
             .collect();
@@ -273,6 +288,7 @@ impl Reporter {
                 "sent": totals.sent,
                 "mounted": totals.mounted,
                 "skipped": totals.skipped,
+                "fetched": totals.fetched,
             },
             "seconds": round_ms(self.started.elapsed()),
             "wire": {
@@ -335,10 +351,14 @@ impl Observer for Reporter {
                 match &self.bars {
                     Some(bars) => bars.start(blob),
                     None => self.line(format!(
-                        "  {:<12} {} {}",
+                        "  {:<12} {} {}{}",
                         "uploading",
                         blob.digest,
-                        human_size(blob.size)
+                        human_size(blob.size),
+                        match blob.source {
+                            Source::Cache => " from the remote cache",
+                            Source::File(_) => "",
+                        }
                     )),
                 }
             }
@@ -375,6 +395,7 @@ impl Observer for Reporter {
                     digest: blob.digest.clone(),
                     size: blob.size,
                     kind: blob.kind,
+                    cached: blob.source == Source::Cache,
                     outcome,
                     seconds: seconds
                         .filter(|_| outcome == BlobOutcome::Uploaded)
@@ -436,6 +457,9 @@ struct Totals {
     mounted_count: usize,
     skipped: u64,
     skipped_count: usize,
+    /// Sent, from the remote cache.
+    fetched: u64,
+    fetched_count: usize,
 }
 
 impl Totals {
@@ -446,6 +470,11 @@ impl Totals {
         };
         let (sent, sent_count) = sum(BlobOutcome::Uploaded);
         let (mounted, mounted_count) = sum(BlobOutcome::Mounted);
+        let fetched = record
+            .blobs
+            .iter()
+            .filter(|b| b.cached && b.outcome == BlobOutcome::Uploaded);
+        let (fetched_count, fetched) = (fetched.clone().count(), fetched.map(|b| b.size).sum());
         let (skipped, skipped_count) = if record.image_exists {
             (total, 0)
         } else {
@@ -458,6 +487,8 @@ impl Totals {
             mounted_count,
             skipped,
             skipped_count,
+            fetched,
+            fetched_count,
         }
     }
 }

@@ -22,7 +22,7 @@ fn version_names_the_release_and_the_commit() {
 #[test]
 fn help_lists_every_exit_code() {
     let run = oci_push(["--help"]).ok();
-    for code in 0..=6 {
+    for code in 0..=8 {
         assert!(
             run.stdout.contains(&format!("\n    {code}  ")),
             "exit code {code} missing:\n{}",
@@ -58,7 +58,7 @@ fn the_cli_reference_documents_every_flag_and_exit_code() {
         missing.is_empty(),
         "docs/cli.md does not document {missing:?}"
     );
-    for code in 0..=6 {
+    for code in 0..=8 {
         assert!(
             docs.contains(&format!("\n| {code} | ")),
             "docs/cli.md misses exit code {code}"

@@ -18,21 +18,7 @@ pub fn get(
 ) -> Result<Option<Credential>> {
     let source = format!("credential helper {}", helper.display());
     let uri = format!("https://{}/v2/", repository.api_host());
-    let request = serde_json::json!({ "uri": uri }).to_string();
-    let Some(answer) = run_helper(helper.as_os_str(), request.as_bytes(), &source, deadline)?
-    else {
-        return Ok(None);
-    };
-    let mut headers = Vec::new();
-    if let Some(map) = answer.get("headers").and_then(|h| h.as_object()) {
-        for (name, values) in map {
-            for value in values.as_array().into_iter().flatten() {
-                if let Some(value) = value.as_str() {
-                    headers.push((name.clone(), value.to_string()));
-                }
-            }
-        }
-    }
+    let headers = headers(helper, &uri, deadline)?;
     // A Basic header carries a user and password that also serve a token server.
     if let [(name, value)] = headers.as_slice() {
         if name.eq_ignore_ascii_case("authorization") {
@@ -55,4 +41,26 @@ pub fn get(
         secret: Secret::Headers(headers),
         source,
     }))
+}
+
+/// The headers the helper gives for `uri` (none when it has no credentials for it), to be
+/// sent to that URI's origin only.
+pub fn headers(helper: &Path, uri: &str, deadline: Instant) -> Result<Vec<(String, String)>> {
+    let source = format!("credential helper {}", helper.display());
+    let request = serde_json::json!({ "uri": uri }).to_string();
+    let Some(answer) = run_helper(helper.as_os_str(), request.as_bytes(), &source, deadline)?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut headers = Vec::new();
+    if let Some(map) = answer.get("headers").and_then(|h| h.as_object()) {
+        for (name, values) in map {
+            for value in values.as_array().into_iter().flatten() {
+                if let Some(value) = value.as_str() {
+                    headers.push((name.clone(), value.to_string()));
+                }
+            }
+        }
+    }
+    Ok(headers)
 }

@@ -16,6 +16,7 @@ mod bazel_helper;
 mod docker_config;
 mod helper_process;
 
+pub use bazel_helper::headers as helper_headers;
 pub use docker_config::from_config_text;
 
 use std::fmt;

@@ -81,6 +81,8 @@ pub struct Options {
     pub chunk_size: Option<u64>,
     /// Only ask (reads: HEAD, the tag list) and report what a push would do; write nothing.
     pub dry_run: bool,
+    /// Where the blobs a thin layout leaves out come from.
+    pub cache: Option<std::sync::Arc<crate::cache::RemoteCache>>,
 }
 
 /// Pushes the layout's blobs and manifests, then applies `tags` in order, stopping at the first

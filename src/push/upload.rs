@@ -24,8 +24,8 @@ use ureq::http::{Method, Response, StatusCode};
 
 use super::{BlobOutcome, Event, Steps};
 use crate::error::{Error, Kind, Result};
-use crate::layout::Blob;
-use crate::registry::{redact, with_query, FileBody, Payload, Refusal};
+use crate::layout::{Blob, Source};
+use crate::registry::{redact, with_query, BodySource, Payload, Refusal, StreamBody};
 use crate::units::human_size;
 
 /// How blobs go up; what the registry's answers taught is kept for the rest of the push.
@@ -148,7 +148,7 @@ impl Steps<'_> {
         if self.blob_exists(blob, self.repository.path())? {
             return Ok(BlobOutcome::Exists);
         }
-        let what = format!("uploading blob {} ({})", blob.digest, blob.path.display());
+        let what = format!("uploading blob {} ({})", blob.digest, blob.origin());
         // A failed upload starts over in a new session: the old one may hold part of the bytes.
         self.client.retrying(&what, || self.upload(blob, &what))
     }
@@ -203,14 +203,37 @@ impl Steps<'_> {
         strategy: Strategy,
         what: &str,
     ) -> Result<(Answer, u64)> {
-        let file = File::open(&blob.path).map_err(|e| {
-            Error::invalid(format!("{what}: cannot open {}: {e}", blob.path.display()))
-        })?;
+        match &blob.source {
+            Source::File(path) => {
+                let file = File::open(path).map_err(|e| {
+                    Error::invalid(format!("{what}: cannot open {}: {e}", path.display()))
+                })?;
+                self.attempt_from(blob, &file, location, strategy, what)
+            }
+            Source::Cache => {
+                let Some(cache) = &self.options.cache else {
+                    return Err(Error::usage(format!(
+                        "{what}: the layout leaves it to the remote cache; give --remote-cache URL"
+                    )));
+                };
+                self.attempt_from(blob, &cache.blob(blob), location, strategy, what)
+            }
+        }
+    }
+
+    fn attempt_from(
+        &self,
+        blob: &Blob,
+        source: &dyn BodySource,
+        location: &str,
+        strategy: Strategy,
+        what: &str,
+    ) -> Result<(Answer, u64)> {
         Ok(match strategy {
-            Strategy::Monolithic => (self.put_blob(blob, &file, location, what)?, blob.size),
+            Strategy::Monolithic => (self.put_blob(blob, source, location, what)?, blob.size),
             Strategy::Chunked(chunk) => {
                 let chunk = chunk.min(blob.size.max(1));
-                (self.put_chunks(blob, &file, location, chunk, what)?, chunk)
+                (self.put_chunks(blob, source, location, chunk, what)?, chunk)
             }
         })
     }
@@ -222,7 +245,7 @@ impl Steps<'_> {
             return Error::invalid(format!(
                 "blob {} is corrupt: the bytes of {} do not hash to its digest (the registry refused them); rebuild the image",
                 blob.digest,
-                blob.path.display()
+                blob.origin()
             ));
         }
         self.client
@@ -309,20 +332,26 @@ impl Steps<'_> {
     }
 
     /// `PUT LOCATION?digest=...` with the whole file as the body, streamed.
-    fn put_blob(&self, blob: &Blob, file: &File, location: &str, what: &str) -> Result<Answer> {
+    fn put_blob(
+        &self,
+        blob: &Blob,
+        source: &dyn BodySource,
+        location: &str,
+        what: &str,
+    ) -> Result<Answer> {
         let url = with_digest(&self.client.url(location), &blob.digest);
         let headers = [("content-type", "application/octet-stream")];
         self.observer.event(Event::BlobUploading(blob));
         let progress = |at| self.observer.event(Event::BlobProgress(blob, at));
-        let body = FileBody {
-            file,
+        let body = StreamBody {
+            source,
             offset: 0,
             len: blob.size,
             progress: Some(&progress),
         };
-        let response = self
-            .client
-            .send(Method::PUT, &url, &headers, Payload::File(body), what)?;
+        let response =
+            self.client
+                .send(Method::PUT, &url, &headers, Payload::Stream(body), what)?;
         self.answer(response, &Method::PUT, &url, what)
     }
 
@@ -355,7 +384,7 @@ impl Steps<'_> {
     fn put_chunks(
         &self,
         blob: &Blob,
-        file: &File,
+        source: &dyn BodySource,
         location: &str,
         chunk: u64,
         what: &str,
@@ -366,7 +395,7 @@ impl Steps<'_> {
         self.observer.event(Event::BlobUploading(blob));
         while offset < blob.size {
             let len = chunk.min(blob.size - offset);
-            match self.patch_chunk(blob, file, &location, offset, len, what) {
+            match self.patch_chunk(blob, source, &location, offset, len, what) {
                 Ok(Ok(next)) => {
                     location = next.unwrap_or(location);
                     offset += len;
@@ -396,7 +425,7 @@ impl Steps<'_> {
     fn patch_chunk(
         &self,
         blob: &Blob,
-        file: &File,
+        source: &dyn BodySource,
         location: &str,
         offset: u64,
         len: u64,
@@ -409,15 +438,15 @@ impl Steps<'_> {
             ("content-range", range.as_str()),
         ];
         let progress = |at| self.observer.event(Event::BlobProgress(blob, at));
-        let body = FileBody {
-            file,
+        let body = StreamBody {
+            source,
             offset,
             len,
             progress: Some(&progress),
         };
         let response =
             self.client
-                .send(Method::PATCH, &url, &headers, Payload::File(body), what)?;
+                .send(Method::PATCH, &url, &headers, Payload::Stream(body), what)?;
         let next = location_of(&response);
         Ok(self
             .answer(response, &Method::PATCH, &url, what)?

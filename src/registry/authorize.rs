@@ -9,7 +9,7 @@ use super::challenge;
 use super::error::Refusal;
 use super::scheme::Scheme;
 use super::url::{self, authority, form_encode, redact, same_origin, with_query};
-use super::wire::{rewind, transport_error, Payload};
+use super::wire::{transport_error, Payload};
 use crate::auth::Secret;
 use crate::error::{Error, Kind, Result};
 
@@ -69,7 +69,6 @@ impl Authorizing {
                 false => Vec::new(),
             };
             let bare = credentials.is_empty();
-            rewind(payload, what)?;
             let response = self
                 .scheme
                 .send(method, url, &headers, &credentials, payload, what)?;

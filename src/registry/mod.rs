@@ -49,8 +49,8 @@ use crate::reference::Repository;
 
 pub use error::Refusal;
 pub use resolve::Pin;
-pub use url::{is_loopback_host, redact, with_query};
-pub use wire::{FileBody, Payload};
+pub use url::{is_loopback_host, redact, split_authority, with_query};
+pub use wire::{BodyFailed, BodySource, Payload, StreamBody};
 
 /// How to reach a registry, from the command line.
 #[derive(Clone, Debug)]
@@ -106,6 +106,45 @@ impl Default for Connection {
 pub const DEFAULT_RETRIES: u32 = 10;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// GETs from a server that is not the registry (Bazel's remote cache), on its own wire: the
+/// same TLS trust, proxies, `--resolve` and deadline as the registry's, and none of its
+/// credentials. Failures are `Kind::Cache`.
+pub struct Fetcher {
+    wire: wire::Wire,
+}
+
+impl Fetcher {
+    /// For the server at `authority` (`host[:port]`).
+    pub fn new(authority: &str, connection: &Connection) -> Result<Fetcher> {
+        let policy = retry::Policy::new(
+            connection.retries,
+            connection.timeout,
+            connection.deadline(),
+        );
+        let tls = wire::TlsOptions {
+            host: authority.to_string(),
+            ca_file: None,
+            identity: None,
+            insecure: false,
+        };
+        let resolver = resolve::Remembering::pinned(&connection.resolve);
+        let wire = wire::Wire::new(tls, resolver, policy, wire::Peer::Cache)?;
+        Ok(Fetcher { wire })
+    }
+
+    /// One GET, whatever the answer's status; sent once (the caller's step retries).
+    pub fn get(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        what: &str,
+    ) -> Result<Response<ureq::Body>> {
+        self.wire
+            .send(&Method::GET, url, headers, Payload::Empty, what)
+            .map_err(|(e, _)| e.of_kind(crate::error::Kind::Cache))
+    }
+}
+
 pub struct Client {
     authorizing: authorize::Authorizing,
     policy: retry::Policy,
@@ -137,7 +176,7 @@ impl Client {
             identity: connection.identity.clone(),
             insecure: connection.insecure,
         };
-        let wire = wire::Wire::new(tls, resolver, policy.clone())?;
+        let wire = wire::Wire::new(tls, resolver, policy.clone(), wire::Peer::Registry)?;
         let scheme = scheme::Scheme::new(
             host,
             connection.plain_http,

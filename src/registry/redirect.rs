@@ -5,7 +5,7 @@
 use ureq::http::{Method, Response};
 
 use super::url::{self, redact, same_origin};
-use super::wire::{rewind, Payload, Wire};
+use super::wire::{Payload, Wire};
 use crate::error::{Error, Kind};
 
 /// Redirects followed for one request: a registry sends one at most (to its storage).
@@ -40,9 +40,6 @@ impl Redirects {
         let mut all = headers.to_vec();
         all.extend_from_slice(credentials);
         for hop in 0..=MAX_REDIRECTS {
-            if hop > 0 {
-                rewind(payload, what).map_err(|e| (e, false))?;
-            }
             let home = same_origin(&url, first);
             if matches!(payload, Payload::Secret(_)) && !home {
                 let message = format!(

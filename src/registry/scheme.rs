@@ -9,7 +9,7 @@ use ureq::http::{Method, Response, StatusCode};
 use super::redirect::Redirects;
 use super::resolve::Remembering;
 use super::url::authority;
-use super::wire::{rewind, Payload};
+use super::wire::Payload;
 use crate::error::Result;
 
 pub struct Scheme {
@@ -90,7 +90,6 @@ impl Scheme {
             *unsettled = false;
             return plain.map_err(|(e, _)| e);
         }
-        rewind(payload, what)?;
         let https = format!("https://{rest}");
         match self
             .next

@@ -24,18 +24,49 @@ use crate::error::{Error, Kind, Result};
 pub enum Payload<'a> {
     Empty,
     Bytes(&'a [u8]),
-    /// Part or all of a file, streamed.
-    File(FileBody<'a>),
+    /// Part or all of a blob, streamed from its source.
+    Stream(StreamBody<'a>),
     /// A body that is itself a credential (the token form with a refresh token): it is sent
     /// to its own origin only, never after a redirect elsewhere.
     Secret(&'a [u8]),
 }
 
-/// `len` bytes of `file` from `offset`, streamed as a request body; `progress` hears how far
-/// into the file the sending has got.
+/// Where a streamed body's bytes come from: a file of the layout, or the remote cache. It is
+/// opened afresh for every sending, so a request sent again (after a redirect, a challenge,
+/// the scheme's probe) starts from its offset again.
+pub trait BodySource: Sync {
+    /// `len` bytes from `offset`. A failure while reading them is a [`BodyFailed`] in the
+    /// reader's I/O error, so that the request fails with that error rather than as a
+    /// broken connection to the registry.
+    fn open(&self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>>;
+}
+
+impl BodySource for File {
+    fn open(&self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>> {
+        let mut file = self;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::usage(format!("cannot seek in the file: {e}")))?;
+        Ok(Box::new(file.take(len)))
+    }
+}
+
+/// The error a body source's reader fails with, carried through ureq's I/O error.
+#[derive(Debug)]
+pub struct BodyFailed(pub Error);
+
+impl std::fmt::Display for BodyFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BodyFailed {}
+
+/// `len` bytes of `source` from `offset`, streamed as a request body; `progress` hears how
+/// far into the blob the sending has got.
 #[derive(Clone, Copy)]
-pub struct FileBody<'a> {
-    pub file: &'a File,
+pub struct StreamBody<'a> {
+    pub source: &'a dyn BodySource,
     pub offset: u64,
     pub len: u64,
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
@@ -45,13 +76,14 @@ impl Payload<'_> {
     /// Whether the client may send it again by itself. A blob is not: a failed upload needs
     /// a new upload session (or the registry's word on where it stands), the caller's step.
     pub fn replayable(&self) -> bool {
-        !matches!(self, Payload::File(_))
+        !matches!(self, Payload::Stream(_))
     }
 }
 
-/// Reads a file body, telling `progress` the position reached. A file that ends before the
-/// length we declared (it shrank since the layout was read) is an error at once: otherwise
-/// the registry would wait for the missing bytes, and we for its answer, until `--timeout`.
+/// Reads a body, telling `progress` the position reached. A source that ends before the
+/// length we declared (a file that shrank since the layout was read) is an error at once:
+/// otherwise the registry would wait for the missing bytes, and we for its answer, until
+/// `--timeout`.
 struct Progressing<'a, R> {
     inner: R,
     at: u64,
@@ -95,17 +127,17 @@ impl<R: Read> Read for Progressing<'_, R> {
     }
 }
 
-/// The blob file shrank under an upload: the layout changed while it was pushed. The body's
-/// I/O error reaches us as `ureq::Error::Io`, perhaps wrapped in I/O errors of ureq's own,
-/// whose `source()` skips the inner error.
-fn shrunk_file(e: &ureq::Error) -> Option<&Shrunk> {
+/// An error of ours inside a body's I/O error (the file shrank, the remote cache failed). It
+/// reaches us as `ureq::Error::Io`, perhaps wrapped in I/O errors of ureq's own, whose
+/// `source()` skips the inner error.
+fn body_error<T: std::error::Error + 'static>(e: &ureq::Error) -> Option<&T> {
     let ureq::Error::Io(io) = e else {
         return None;
     };
     let mut error: &(dyn std::error::Error + 'static) = io;
     loop {
-        if let Some(shrunk) = error.downcast_ref::<Shrunk>() {
-            return Some(shrunk);
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
         }
         error = match error.downcast_ref::<std::io::Error>() {
             Some(io) => io.get_ref()?,
@@ -155,11 +187,22 @@ pub struct Wire {
     /// Shared by the agents: the loopback check and the requests see the same addresses.
     resolver: Remembering,
     policy: Policy,
+    /// Who is at the other end, for the hints of failures.
+    peer: Peer,
+}
+
+/// The server a wire leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Registry,
+    /// Bazel's remote cache: its failures are `Kind::Cache`, with its own hints.
+    Cache,
 }
 
 impl Wire {
-    pub fn new(tls: TlsOptions, resolver: Remembering, policy: Policy) -> Result<Wire> {
+    pub fn new(tls: TlsOptions, resolver: Remembering, policy: Policy, peer: Peer) -> Result<Wire> {
         Ok(Wire {
+            peer,
             plain: new_agent(tls::Scope::None, &resolver, None),
             registry: OnceLock::new(),
             elsewhere: OnceLock::new(),
@@ -309,9 +352,13 @@ impl Wire {
             // Through ureq's buffer, not by sendfile(2): measured on loopback, the registry
             // (the bottleneck of a cold push) spent ~10 % less CPU taking in the same bytes
             // this way, which more than pays for the copy (bench/README.md).
-            Payload::File(body) => {
+            Payload::Stream(body) => {
+                let inner = body
+                    .source
+                    .open(body.offset, body.len)
+                    .map_err(|e| (e, false))?;
                 let mut reader = Progressing {
-                    inner: body.file.take(body.len),
+                    inner,
                     at: body.offset,
                     end: body.offset + body.len,
                     progress: body.progress,
@@ -339,14 +386,17 @@ impl Wire {
             if matches!(e, ureq::Error::Timeout(_)) && self.policy.remaining().is_none() {
                 return (self.policy.timed_out(what), false);
             }
-            if let Some(shrunk) = shrunk_file(&e) {
+            if let Some(BodyFailed(error)) = body_error::<BodyFailed>(&e) {
+                return (error.clone(), false);
+            }
+            if let Some(shrunk) = body_error::<Shrunk>(&e) {
                 let message = format!(
                     "{what}: the file changed while uploading ({shrunk}); something rewrote the \
                      layout during the push: rebuild the image and push again"
                 );
                 return (Error::invalid(message), false);
             }
-            transport_error(e, method, url, what)
+            transport_error_of(self.peer, e, method, url, what)
         })
     }
 }
@@ -399,20 +449,19 @@ fn new_agent(tls: tls::Scope, resolver: &Remembering, ahead: Option<Arc<ahead::S
     Agent::with_parts(config, tls::connector(tls, ahead), resolver.clone())
 }
 
-/// Puts a file body at its start before (re)sending it.
-pub fn rewind(payload: Payload, what: &str) -> Result<()> {
-    let Payload::File(body) = payload else {
-        return Ok(());
-    };
-    let mut file = body.file;
-    file.seek(SeekFrom::Start(body.offset))
-        .map(|_| ())
-        .map_err(|e| Error::usage(format!("{what}: cannot seek in the file: {e}")))
-}
-
 /// The error for a failed request, and whether the peer spoke TLS (a certificate it sent we do
 /// not trust, or an alert it sent): a loopback registry answering so is a TLS one.
 pub fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -> (Error, bool) {
+    transport_error_of(Peer::Registry, e, method, url, what)
+}
+
+fn transport_error_of(
+    peer: Peer,
+    e: ureq::Error,
+    method: &Method,
+    url: &str,
+    what: &str,
+) -> (Error, bool) {
     // rustls failures reach us directly or wrapped in the I/O error of the TLS stream.
     let tls_error = match &e {
         ureq::Error::Rustls(tls) => Some(tls),
@@ -443,6 +492,7 @@ pub fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -
         )
     );
     let (kind, hint) = match &e {
+        _ if peer == Peer::Cache => (Kind::Cache, cache_hint(&e, tls_error, certificate)),
         ureq::Error::Timeout(_) => (Kind::Timeout, "the registry did not answer in time"),
         ureq::Error::HostNotFound => (Kind::Network, "check the registry host name"),
         ureq::Error::ConnectionFailed => (Kind::Network, "is the registry running and reachable?"),
@@ -481,4 +531,23 @@ pub fn transport_error(e: ureq::Error, method: &Method, url: &str, what: &str) -
         error
     };
     (error, certificate || alert.is_some())
+}
+
+/// What to check when the remote cache cannot be reached or read.
+fn cache_hint(
+    e: &ureq::Error,
+    tls_error: Option<&rustls::Error>,
+    certificate: bool,
+) -> &'static str {
+    match e {
+        ureq::Error::Timeout(_) => "the remote cache did not answer in time",
+        ureq::Error::HostNotFound => "check the host name of --remote-cache",
+        _ if certificate => {
+            "the remote cache's certificate is not trusted; add its CA to the system's store or SSL_CERT_FILE"
+        }
+        _ if tls_error.is_some() || matches!(e, ureq::Error::Tls(_)) => {
+            "TLS failed; check the scheme of --remote-cache (http:// or https://)"
+        }
+        _ => "is the remote cache running and reachable at the --remote-cache URL?",
+    }
 }
