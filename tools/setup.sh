@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need on a Debian 12 machine, idempotently:
-# the CNCF distribution registry (the tests' real registry), curl (the tests' independent
-# client), htpasswd and openssl (auth tests), python3 (the benchmark's layout generator, and
-# the release test's checks of the generated table and .bcr/), git, file (the release test's
-# static-binary check), script (the terminal-progress test), buildifier
-# (tools/install-buildifier.sh) and Bazel 7 (tools/install-bazel.sh).
+# the CNCF distribution registry (the tests' real registry), nginx (the tests' real Bazel HTTP
+# remote cache), curl (the tests' independent client), htpasswd and openssl (auth tests),
+# python3 (the benchmark's layout generator, and the release test's checks of the generated
+# table and .bcr/), git, file (the release test's static-binary check), script (the
+# terminal-progress test), buildifier (tools/install-buildifier.sh) and Bazel 7
+# (tools/install-bazel.sh).
 # Run as root. SKIP_BAZEL=1 leaves Bazel out (for cargo-only work); SKIP_BUILDIFIER=1 leaves
 # buildifier out (the demo does not lint).
 set -euo pipefail
@@ -16,6 +17,9 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v curl >/dev/null || need+=(curl ca-certificates)
 command -v python3 >/dev/null || need+=(python3)
 command -v git >/dev/null || need+=(git)
+# The cache tests' Bazel HTTP remote cache is nginx with WebDAV, as Bazel's docs set one up;
+# Debian installs it in /usr/sbin, which a non-root user's PATH may not have.
+{ command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null || need+=(nginx-light)
 # The auth tests: htpasswd files for the registry, and a CA, certificates and signed tokens.
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
@@ -32,6 +36,10 @@ fi
 # their own on free ports, so a system one is only in the way.
 if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
   systemctl disable --now docker-registry || true
+fi
+# Likewise nginx on :80; the tests start their own, as the user running them.
+if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then
+  systemctl disable --now nginx || true
 fi
 
 if [ "${SKIP_BUILDIFIER:-0}" != 1 ]; then

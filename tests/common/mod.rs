@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
+pub mod cache;
 pub mod faults;
 pub mod http;
 pub mod keys;
