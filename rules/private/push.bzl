@@ -1,5 +1,7 @@
 """Implementation of `oci_push`. Load it from `//rules:defs.bzl`."""
 
+load("@bazel_skylib//rules:common_settings.bzl", "BuildSettingInfo")
+
 _DOC = """Pushes an OCI image layout (an image or an image index) to a registry.
 
 `bazel run` of an `oci_push` target runs the `oci-push` binary from the
@@ -27,6 +29,17 @@ At build time (output group `_validation`, run by `bazel build` unless
 hashed against its digest), the tags file and the repository, offline. A
 corrupt layout or a bad tag therefore fails `bazel build //...`, long before
 anyone pushes, and the check is cached like any other action.
+
+Push without the bytes
+======================
+
+With `--@rules_oci_push//settings:remote_cache=URL` (Bazel's HTTP cache, the
+one `--remote_cache` names), the runfiles hold only the layout's small files
+(a thin layout: index.json, manifests, configs and the list of the layers with
+their sizes), and the pusher streams each layer the registry lacks from
+`URL/cas/<sha256>`. With `--remote_download_minimal` no layer is downloaded
+for a push; one built on this machine is read from disk. See
+docs/remote-cache.md.
 
 Usage
 =====
@@ -104,6 +117,10 @@ already in the registry. `--mount-from` at run time adds more. The layout's
 `org.opencontainers.image.base.name` annotations that name the same registry
 are tried too, after these.""",
     ),
+    "_remote_cache": attr.label(
+        default = Label("//settings:remote_cache"),
+        providers = [BuildSettingInfo],
+    ),
     "_template": attr.label(
         default = Label("//rules/private:push.sh.tpl"),
         allow_single_file = True,
@@ -145,6 +162,21 @@ def _check_repository(label, repository):
     if ":" in repository.split("/")[-1]:
         fail("%s: must not contain a tag; put tags in image_tags or pass --tag." % where)
 
+def _check_remote_cache(label, url):
+    """Fails unless `url` is an http:// or https:// URL without credentials."""
+    where = "%s: --@rules_oci_push//settings:remote_cache=%s" % (label, url)
+    scheme = url.split("://")[0].lower() if "://" in url else ""
+    if scheme in ["grpc", "grpcs"]:
+        fail(("%s: gRPC remote caches are not supported yet; give the cache's HTTP endpoint " +
+              "(https://..., as bazel-remote's --http_address serves) or leave the setting " +
+              "empty to push full layouts (docs/remote-cache.md).") % where)
+    if scheme not in ["http", "https"]:
+        fail("%s: expected an http:// or https:// URL (Bazel's HTTP cache)." % where)
+    if "@" in url.split("://")[1].split("/")[0]:
+        fail(("%s: credentials do not belong in a build setting (they would be written into " +
+              "the run-script and the cache); use ~/.netrc, a credential helper or " +
+              "--remote-cache-header at run time (docs/remote-cache.md).") % where)
+
 def _layout_dir(ctx):
     """Returns the image's layout directory, or fails saying what was expected."""
     files = ctx.attr.image[DefaultInfo].files.to_list()
@@ -175,9 +207,44 @@ def _oci_push_impl(ctx):
         ))
     if ctx.attr.repository:
         _check_repository(ctx.label, ctx.attr.repository)
-    layout = _layout_dir(ctx)
+    full_layout = _layout_dir(ctx)
     pusher = ctx.toolchains[_TOOLCHAIN_TYPE].oci_push_info
     exec_pusher = ctx.attr._exec_pusher[platform_common.ToolchainInfo].oci_push_info
+    remote_cache = ctx.attr._remote_cache[BuildSettingInfo].value
+
+    executable = ctx.actions.declare_file(ctx.label.name)
+
+    # With a remote cache, the push and its check take the thin layout: its action is the
+    # only one that reads the layers (remotely, under remote execution), and hashes them.
+    if remote_cache:
+        _check_remote_cache(ctx.label, remote_cache)
+        layout = ctx.actions.declare_directory(ctx.label.name + ".thin")
+        thin_args = ctx.actions.args()
+        thin_args.add_all(["--verify", "--layout", full_layout.path, "--write-thin-layout", layout.path])
+        ctx.actions.run(
+            executable = exec_pusher.binary,
+            tools = exec_pusher.runfiles.files,
+            arguments = [thin_args],
+            inputs = [full_layout],
+            outputs = [layout],
+            mnemonic = "OciPushThinLayout",
+            progress_message = "Verifying OCI layout of %{label} and writing its thin copy",
+            toolchain = None,
+        )
+        cache_args = "\n".join([
+            "args+=(--remote-cache %s)" % _shell_quote(remote_cache),
+            # Where the full layout is when it was built (or downloaded) here: its blobs
+            # beat fetching them. The run-script sits in the execroot too, its directory
+            # this many levels below it.
+            'execroot="$(cd "$(dirname "$0")" && pwd -P)"',
+            "for _ in %s; do execroot=\"${execroot%%/*}\"; done" % " ".join(
+                [str(i) for i in range(len(executable.dirname.split("/")))],
+            ),
+            'args+=(--local-layout "$execroot"/%s)' % _shell_quote(full_layout.path),
+        ])
+    else:
+        layout = full_layout
+        cache_args = "# (no remote cache)"
 
     # The run-script.
     files = [layout]
@@ -200,7 +267,6 @@ def _oci_push_impl(ctx):
         for source in ctx.attr.mount_from
     ]) or "# (no mount_from)"
 
-    executable = ctx.actions.declare_file(ctx.label.name)
     ctx.actions.expand_template(
         template = ctx.file._template,
         output = executable,
@@ -212,6 +278,7 @@ def _oci_push_impl(ctx):
             "{{repository_args}}": repository_args,
             "{{tags_args}}": tags_args,
             "{{mount_args}}": mount_args,
+            "{{cache_args}}": cache_args,
         },
     )
     runfiles = ctx.runfiles(files = files + [executable])

@@ -33,6 +33,7 @@ args=(--layout "$layout")
 {{repository_args}}
 {{tags_args}}
 {{mount_args}}
+{{cache_args}}
 
 # Relative paths among the user's flags (--digest-file, --tags-file, ...) are
 # meant from where they ran `bazel run`, not from the runfiles tree.

@@ -122,6 +122,81 @@ def _list_tags_test_impl(ctx):
 
 list_tags_test = analysistest.make(_list_tags_test_impl)
 
+_REMOTE_CACHE = str(Label("//settings:remote_cache"))
+
+def _with_remote_cache(url):
+    return {_REMOTE_CACHE: url}
+
+def _remote_cache_failure_test(message, url):
+    def _impl(ctx):
+        env = analysistest.begin(ctx)
+        asserts.expect_failure(env, message)
+        return analysistest.end(env)
+
+    return analysistest.make(_impl, expect_failure = True, config_settings = _with_remote_cache(url))
+
+grpc_cache_test = _remote_cache_failure_test(
+    "gRPC remote caches are not supported yet",
+    "grpcs://remote.example.com",
+)
+credentials_in_cache_url_test = _remote_cache_failure_test(
+    "credentials do not belong in a build setting",
+    "https://alice:secret@cache.example.com",
+)
+scheme_of_cache_test = _remote_cache_failure_test(
+    "expected an http:// or https:// URL",
+    "cache.example.com",
+)
+
+def _remote_cache_test_impl(ctx):
+    # With the setting, the runfiles and the build-time check take the thin layout: no
+    # action but the thin layout's own has the full layout as an input, so Bazel never
+    # downloads it for them. The run-script passes the cache and where the full layout is.
+    env = analysistest.begin(ctx)
+    target = analysistest.target_under_test(env)
+    actions = analysistest.target_actions(env)
+    full = [a for a in actions if a.mnemonic == "OciPushThinLayout"]
+    asserts.equals(env, 1, len(full))
+    thin = full[0].outputs.to_list()
+    asserts.equals(env, ["push.thin"], _basenames(thin))
+    asserts.true(env, "layout" in _basenames(full[0].inputs.to_list()), "the thin layout's inputs")
+    for flag in ["--verify", "--layout", "--write-thin-layout"]:
+        asserts.true(env, flag in full[0].argv, "thin layout argv lacks %s: %s" % (flag, full[0].argv))
+
+    runfiles = _basenames(target[DefaultInfo].default_runfiles.files.to_list())
+    asserts.true(env, "push.thin" in runfiles, "runfiles lack the thin layout: %s" % runfiles)
+    asserts.false(env, "layout" in runfiles, "runfiles hold the full layout: %s" % runfiles)
+
+    verify = [a for a in actions if a.mnemonic == "OciPushVerify"]
+    inputs = _basenames(verify[0].inputs.to_list())
+    asserts.true(env, "push.thin" in inputs, "verify inputs: %s" % inputs)
+    asserts.false(env, "layout" in inputs, "verify reads the full layout: %s" % inputs)
+
+    expand = [a for a in actions if a.mnemonic == "TemplateExpand"][0]
+    cache_args = expand.substitutions["{{cache_args}}"]
+    asserts.true(
+        env,
+        "args+=(--remote-cache 'http://127.0.0.1:9090/cache')" in cache_args,
+        "cache args: %s" % cache_args,
+    )
+    asserts.true(env, "--local-layout" in cache_args, "cache args: %s" % cache_args)
+    return analysistest.end(env)
+
+remote_cache_test = analysistest.make(
+    _remote_cache_test_impl,
+    config_settings = _with_remote_cache("http://127.0.0.1:9090/cache"),
+)
+
+def _no_remote_cache_test_impl(ctx):
+    env = analysistest.begin(ctx)
+    actions = analysistest.target_actions(env)
+    asserts.equals(env, [], [a for a in actions if a.mnemonic == "OciPushThinLayout"])
+    expand = [a for a in actions if a.mnemonic == "TemplateExpand"][0]
+    asserts.equals(env, "# (no remote cache)", expand.substitutions["{{cache_args}}"])
+    return analysistest.end(env)
+
+no_remote_cache_test = analysistest.make(_no_remote_cache_test_impl)
+
 # --- suite ------------------------------------------------------------------
 
 def push_test_suite(name):
@@ -182,5 +257,15 @@ def push_test_suite(name):
         target_under_test = ":push",
         want_mount_args = "# (no mount_from)",
     )
+    remote_cache_tests = {
+        "grpc_cache_test": grpc_cache_test,
+        "credentials_in_cache_url_test": credentials_in_cache_url_test,
+        "scheme_of_cache_test": scheme_of_cache_test,
+        "remote_cache_test": remote_cache_test,
+        "no_remote_cache_test": no_remote_cache_test,
+    }
+    for test_name, test in remote_cache_tests.items():
+        test(name = test_name, target_under_test = ":push")
     extra = [":cross_platform_test", ":mount_from_test", ":no_mount_from_test"]
+    extra += [":" + t for t in remote_cache_tests]
     native.test_suite(name = name, tests = [":%s_test" % t for t in tests] + extra)
