@@ -2,11 +2,13 @@
 # Writes a small OCI image layout, byte for byte the same on every run, for the
 # e2e tests (test-only: real images come from rules_oci or similar).
 #
-#   make_layout.sh image OUT OS ARCH CORRUPT CONTENT...   one layer per CONTENT
+#   make_layout.sh image OUT OS ARCH CORRUPT SIZE CONTENT...   one layer per CONTENT
 #   make_layout.sh index OUT IMAGE_DIR:OS:ARCH...         an index of images
 #
 # CORRUPT=1 overwrites the last byte of the first layer blob after the fact:
-# same size, wrong hash, a corrupt layout for the failure tests.
+# same size, wrong hash, a corrupt layout for the failure tests. SIZE=0 makes
+# each layer a gzipped tar of CONTENT; SIZE=N an uncompressed tar of CONTENT
+# repeated to N bytes (large layers that stay large, for byte counts).
 set -euo pipefail
 export LC_ALL=C TZ=UTC
 
@@ -37,20 +39,31 @@ write_index_json() {
 
 case "$mode" in
 image)
-  os=$1 arch=$2 corrupt=$3
-  shift 3
+  os=$1 arch=$2 corrupt=$3 size=$4
+  shift 4
   layers="" diff_ids="" n=0 first_layer=""
   for content in "$@"; do
     n=$((n + 1))
     mkdir -p "$tmp/l$n"
-    printf '%s\n' "$content" > "$tmp/l$n/layer$n.txt"
+    if [ "$size" = 0 ]; then
+      printf '%s\n' "$content" > "$tmp/l$n/layer$n.txt"
+    else
+      # yes ends on SIGPIPE once head has its bytes: no failure of the pipeline's.
+      { yes "$content" || true; } | head -c "$size" > "$tmp/l$n/layer$n.txt"
+    fi
     tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=u=rw,go=r \
       -C "$tmp/l$n" -cf "$tmp/l$n.tar" "layer$n.txt"
     diff_ids+="${diff_ids:+,}\"sha256:$(sha256sum "$tmp/l$n.tar" | cut -d' ' -f1)\""
-    gzip -n -9 -c "$tmp/l$n.tar" > "$tmp/l$n.tar.gz"
-    add_blob "$tmp/l$n.tar.gz"
+    if [ "$size" = 0 ]; then
+      gzip -n -9 -c "$tmp/l$n.tar" > "$tmp/l$n.layer"
+      media_type=application/vnd.oci.image.layer.v1.tar+gzip
+    else
+      mv "$tmp/l$n.tar" "$tmp/l$n.layer"
+      media_type=application/vnd.oci.image.layer.v1.tar
+    fi
+    add_blob "$tmp/l$n.layer"
     first_layer="${first_layer:-$digest}"
-    layers+="${layers:+,}$(descriptor application/vnd.oci.image.layer.v1.tar+gzip)"
+    layers+="${layers:+,}$(descriptor "$media_type")"
   done
   printf '{"architecture":"%s","os":"%s","config":{},"rootfs":{"type":"layers","diff_ids":[%s]}}' \
     "$arch" "$os" "$diff_ids" > "$tmp/config.json"

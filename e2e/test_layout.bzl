@@ -14,7 +14,7 @@ TestImageInfo = provider(
 def _test_image_impl(ctx):
     out = ctx.actions.declare_directory(ctx.label.name)
     args = ctx.actions.args()
-    args.add_all(["image", out.path, ctx.attr.os, ctx.attr.arch, "1" if ctx.attr.corrupt else "0"])
+    args.add_all(["image", out.path, ctx.attr.os, ctx.attr.arch, "1" if ctx.attr.corrupt else "0", str(ctx.attr.layer_size)])
     args.add_all(ctx.attr.layers)
     ctx.actions.run(
         executable = ctx.executable._make_layout,
@@ -42,6 +42,7 @@ test_image = rule(
         "os": attr.string(default = "linux", doc = "The config's os."),
         "arch": attr.string(default = "amd64", doc = "The config's architecture."),
         "corrupt": attr.bool(doc = "Damage the first layer blob after writing it (for failure tests)."),
+        "layer_size": attr.int(doc = "0: gzipped layers of the strings; N: uncompressed layers of N bytes (the string repeated), for byte counts."),
         "_make_layout": _MAKE_LAYOUT,
     },
 )
