@@ -6,9 +6,10 @@ there under its digest. Each is streamed into its upload, never to disk, and onl
 registry lacks it: the push fetches what it sends and nothing else.
 
 The cache's credentials are its own and go to its origin only, never to the registry (nor the
-registry's to the cache): the URL's `user:password@`, `--remote-cache-header` (as Bazel's
-`--remote_header`), then the credential helper's headers for the cache's URL, then the netrc
-entry for its host, the sources Bazel reads. gRPC caches (`grpc://`, `grpcs://`) are refused
+registry's to the cache), from the sources Bazel reads, first found wins: the URL's
+`user:password@`, an `authorization` given with `--remote-cache-header` (as Bazel's
+`--remote_header`), the credential helper's headers for the cache's URL, the netrc entry for
+its host. gRPC caches (`grpc://`, `grpcs://`) are refused
 with the way out (docs/remote-cache.md says what they would take).
 */
 
@@ -16,7 +17,6 @@ mod netrc;
 
 use std::io::Read;
 use std::path::Path;
-use std::time::Instant;
 
 use ureq::http::StatusCode;
 
@@ -60,10 +60,10 @@ impl RemoteCache {
                 .iter()
                 .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
         };
+        // As Bazel: the URL's user and password win over every other source.
         if let Some((user, password)) = &parsed.userinfo {
-            if !has_authorization(&headers) {
-                headers.push(basic(user, password));
-            }
+            headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+            headers.push(basic(user, password));
         }
         if let (Some(helper), false) = (helper, has_authorization(&headers)) {
             // The URI Bazel asks its helper with for a cache: the cache's own.
@@ -125,11 +125,13 @@ impl BodySource for CacheBlob<'_> {
         let what = format!("fetching blob {} from the remote cache", blob.digest);
         let whole = offset == 0 && len == blob.size;
         let mut headers = self.cache.headers.clone();
+        // The bytes as stored, whose length the descriptor gives; Bazel asks for no encoding
+        // either.
+        headers.push(("accept-encoding".to_string(), "identity".to_string()));
         if !whole {
             let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);
             headers.push(("range".to_string(), range));
         }
-        let started = Instant::now();
         let mut response = self.cache.fetcher.get(&url, &headers, &what)?;
         let status = response.status();
         let skip = match status {
@@ -139,9 +141,14 @@ impl BodySource for CacheBlob<'_> {
             _ => return Err(self.refused(&mut response, &url)),
         };
         let expected = len + skip;
+        let encoded = response
+            .headers()
+            .get("content-encoding")
+            .is_some_and(|v| v.as_bytes() != b"identity");
         let announced = response
             .headers()
             .get("content-length")
+            .filter(|_| !encoded)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if announced.is_some_and(|n| n != expected && (whole || skip > 0)) {
@@ -154,10 +161,6 @@ impl BodySource for CacheBlob<'_> {
                 ),
             ));
         }
-        log::debug!(
-            "cache: GET {url} -> {status} ({} ms)",
-            started.elapsed().as_millis()
-        );
         let mut reader = Exact {
             inner: response.into_body().into_reader(),
             left: len,
