@@ -357,11 +357,13 @@ impl Reader<'_> {
         }
         let source = match self.omitted.get(&digest) {
             Some(&size) if size == desc.size() && !self.present(desc) => Source::Cache,
-            Some(&size) if size != desc.size() => return Err(Error::invalid(format!(
+            Some(&size) if size != desc.size() => {
+                return Err(Error::invalid(format!(
                 "blob {digest} is {size} bytes in {}, its descriptor says {}; rebuild the image",
                 self.dir.join(THIN_MARKER).display(),
                 desc.size()
-            ))),
+            )))
+            }
             _ => Source::File(self.blob_path(desc)?),
         };
         self.blobs.push(Blob {

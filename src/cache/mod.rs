@@ -211,7 +211,8 @@ impl CacheBlob<'_> {
             .read_to_string()
             .unwrap_or_default();
         let body = body.trim();
-        let said = match body.is_empty() {
+        // A web server's error page says no more than its status.
+        let said = match body.is_empty() || body.starts_with('<') {
             true => String::new(),
             false => format!(": {}", body.chars().take(200).collect::<String>()),
         };

@@ -241,6 +241,15 @@ impl Steps<'_> {
     /// The error for a refusal nothing was learnt from; DIGEST_INVALID means our file is not
     /// what its digest says.
     fn refused(&self, blob: &Blob, refused: Refused, what: &str) -> Error {
+        if refused.refusal.has_code("DIGEST_INVALID") && blob.source == Source::Cache {
+            return Error::new(
+                Kind::Cache,
+                format!(
+                    "blob {} is corrupt in the remote cache: its bytes there do not hash to its digest (the registry refused them); delete the cache's entry, then build the image again (`bazel clean`, then `bazel build --noremote_accept_cached` of it)",
+                    blob.digest
+                ),
+            );
+        }
         if refused.refusal.has_code("DIGEST_INVALID") {
             return Error::invalid(format!(
                 "blob {} is corrupt: the bytes of {} do not hash to its digest (the registry refused them); rebuild the image",
