@@ -161,6 +161,14 @@ fn run_helper(
     }
 }
 
+/// `Authorization: Basic` for a user and password (RFC 7617).
+pub fn basic_header(username: &str, password: &str) -> (String, String) {
+    use base64::Engine as _;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    ("authorization".to_string(), format!("Basic {encoded}"))
+}
+
 /// Splits `user:password` as Basic auth and the Docker config's `auth` field encode them.
 /// Standard base64 of UTF-8 text (a `user:password`), decoded.
 fn decode_base64_text(encoded: &str) -> Option<String> {

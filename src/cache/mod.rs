@@ -17,6 +17,7 @@ mod netrc;
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Mutex;
 
 use ureq::http::StatusCode;
 
@@ -28,13 +29,23 @@ use crate::units::human_size;
 /// A cache's error answer is read this far, for the message.
 const MAX_ERROR_BODY: u64 = 4 * 1024;
 
-/// How to reach the remote cache, from the command line.
-#[derive(Clone, Debug, Default)]
+/// How to reach the remote cache, from the command line. Its `Debug` shows no secret.
+#[derive(Clone, Default)]
 pub struct Options {
     /// `--remote-cache URL`, as given (it may hold a password: never shown).
     pub url: Option<String>,
     /// `--remote-cache-header NAME=VALUE`, sent to the cache only.
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Options")
+            .field("url", &self.url.as_deref().map(shown_without_credentials))
+            .field("headers", &names)
+            .finish()
+    }
 }
 
 /// A remote cache to fetch blobs from, for the upload threads to share.
@@ -46,7 +57,8 @@ pub struct RemoteCache {
 }
 
 impl RemoteCache {
-    /// The cache `url` names, with its credentials found (the helper's answer by `deadline`).
+    /// The cache `url` names, with its credentials found (a helper's answer within the
+    /// push's `--timeout`).
     pub fn new(
         url: &str,
         options: &Options,
@@ -63,20 +75,23 @@ impl RemoteCache {
         // As Bazel: the URL's user and password win over every other source.
         if let Some((user, password)) = &parsed.userinfo {
             headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
-            headers.push(basic(user, password));
+            headers.push(crate::auth::basic_header(user, password));
         }
         if let (Some(helper), false) = (helper, has_authorization(&headers)) {
-            // The URI Bazel asks its helper with for a cache: the cache's own.
-            let found = crate::auth::helper_headers(helper, &parsed.base, connection.deadline())
-                .map_err(|e| e.of_kind(Kind::Cache))?;
-            headers.extend(found);
+            // The URI Bazel asks its helper with for a cache: the cache's own. A helper made
+            // for the registry may know nothing of it: the cache's answer then says what is
+            // missing.
+            match crate::auth::helper_headers(helper, &parsed.base, connection.deadline()) {
+                Ok(found) => headers.extend(found),
+                Err(e) if e.kind() == Kind::Timeout => return Err(e),
+                Err(e) => log::warn!("warning: for the remote cache: {e}; asking it without"),
+            }
         }
         if !has_authorization(&headers) {
-            let host = registry::split_authority(&parsed.authority, 443)
-                .map(|(host, _)| host)
-                .unwrap_or_default();
-            if let Some((login, password)) = netrc::path().and_then(|p| netrc::lookup(&p, &host)) {
-                headers.push(basic(&login, &password));
+            if let Some((login, password)) =
+                netrc::path().and_then(|p| netrc::lookup(&p, &parsed.host))
+            {
+                headers.push(crate::auth::basic_header(&login, &password));
             }
         }
         Ok(RemoteCache {
@@ -93,7 +108,11 @@ impl RemoteCache {
 
     /// The source of a blob's bytes in the cache.
     pub fn blob<'a>(&'a self, blob: &'a Blob) -> CacheBlob<'a> {
-        CacheBlob { cache: self, blob }
+        CacheBlob {
+            cache: self,
+            blob,
+            rest: Mutex::new(None),
+        }
     }
 }
 
@@ -103,74 +122,101 @@ impl std::fmt::Debug for RemoteCache {
     }
 }
 
-/// One blob in the cache: each opening is a GET, of the part an upload request sends.
+/// One blob in the cache: each opening is a GET of the part an upload request sends, or goes
+/// on with the answer of a cache that ignores `Range` (bazel-remote's HTTP port), which holds
+/// the whole blob: then a chunked upload costs one GET, not one per chunk.
 pub struct CacheBlob<'a> {
     cache: &'a RemoteCache,
     blob: &'a Blob,
+    /// Such an answer, at the byte the last chunk ended.
+    rest: Mutex<Option<Exact<'a>>>,
 }
 
 impl BodySource for CacheBlob<'_> {
     fn open(&self, offset: u64, len: u64) -> Result<Box<dyn Read + '_>> {
-        let blob = self.blob;
-        let Some(hex) = blob.digest.strip_prefix("sha256:") else {
-            return Err(Error::new(
-                Kind::Cache,
-                format!(
-                    "blob {} is not a SHA-256 blob; Bazel's cache keeps blobs by SHA-256 only: push a full layout",
-                    blob.digest
-                ),
-            ));
+        let going_on = self
+            .rest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .filter(|rest| rest.at == offset);
+        let answer = match going_on {
+            Some(rest) => rest,
+            None => self.get(offset, len)?,
         };
+        Ok(Box::new(Chunk {
+            answer: Some(answer),
+            left: len,
+            rest: &self.rest,
+        }))
+    }
+}
+
+impl<'a> CacheBlob<'a> {
+    /// `GET URL/cas/HEX`, for the bytes from `offset` on: the answer, at `offset`.
+    fn get(&self, offset: u64, len: u64) -> Result<Exact<'a>> {
+        let blob = self.blob;
+        let hex = blob.digest.strip_prefix("sha256:").unwrap_or(&blob.digest);
         let url = format!("{}/cas/{hex}", self.cache.base);
         let what = format!("fetching blob {} from the remote cache", blob.digest);
         let whole = offset == 0 && len == blob.size;
+        let end = offset.saturating_add(len);
         let mut headers = self.cache.headers.clone();
         // The bytes as stored, whose length the descriptor gives; Bazel asks for no encoding
         // either.
         headers.push(("accept-encoding".to_string(), "identity".to_string()));
-        if !whole {
-            let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);
-            headers.push(("range".to_string(), range));
+        if !whole && len > 0 {
+            headers.push(("range".to_string(), format!("bytes={offset}-{}", end - 1)));
         }
         let mut response = self.cache.fetcher.get(&url, &headers, &what)?;
-        let status = response.status();
-        let skip = match status {
-            StatusCode::OK => offset,
-            StatusCode::PARTIAL_CONTENT if !whole => 0,
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let encoded = header("content-encoding").is_some_and(|v| v != "identity");
+        let length = header("content-length")
+            .filter(|_| !encoded)
+            .and_then(|v| v.parse::<u64>().ok());
+        let other_bytes = |what_came: String| {
+            Error::new(
+                Kind::Cache,
+                format!(
+                    "{what}: {url} answered {what_came}, where the image's descriptor says {} bytes; the cache holds other bytes under this digest",
+                    blob.size
+                ),
+            )
+        };
+        let (start, answer_end) = match response.status() {
+            StatusCode::OK => {
+                if length.is_some_and(|n| n != blob.size) {
+                    return Err(other_bytes(format!("{} bytes", length.unwrap_or(0))));
+                }
+                (0, blob.size)
+            }
+            StatusCode::PARTIAL_CONTENT if !whole => {
+                let range = header("content-range").unwrap_or_default();
+                let asked = format!("bytes {offset}-{}/{}", end - 1, blob.size);
+                if range != asked || length.is_some_and(|n| n != len) {
+                    return Err(other_bytes(format!("the range {range:?} to {asked:?}")));
+                }
+                (offset, end)
+            }
             StatusCode::NOT_FOUND => return Err(self.missing()),
             _ => return Err(self.refused(&mut response, &url)),
         };
-        let expected = len + skip;
-        let encoded = response
-            .headers()
-            .get("content-encoding")
-            .is_some_and(|v| v.as_bytes() != b"identity");
-        let announced = response
-            .headers()
-            .get("content-length")
-            .filter(|_| !encoded)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|n| n != expected && (whole || skip > 0)) {
-            return Err(Error::new(
-                Kind::Cache,
-                format!(
-                    "{what}: {url} is {} bytes, the image's descriptor says {}; the cache holds other bytes under this digest",
-                    announced.unwrap_or(0),
-                    blob.size
-                ),
-            ));
-        }
-        let mut reader = Exact {
-            inner: response.into_body().into_reader(),
-            left: len,
-            at: offset,
-            end: offset + len,
+        let mut answer = Exact {
+            inner: Box::new(response.into_body().into_reader()),
+            at: start,
+            end: answer_end,
             digest: &blob.digest,
         };
-        if skip > 0 {
+        if start < offset {
             // The cache ignored the Range: the bytes before the chunk are read and dropped.
-            let skipped = std::io::copy(&mut (&mut reader.inner).take(skip), &mut std::io::sink());
+            let skip = offset - start;
+            let skipped = std::io::copy(&mut (&mut answer).take(skip), &mut std::io::sink());
             if skipped.ok() != Some(skip) {
                 return Err(Error::new(
                     Kind::Cache,
@@ -179,20 +225,17 @@ impl BodySource for CacheBlob<'_> {
                 .transient(None));
             }
         }
-        Ok(Box::new(reader))
+        Ok(answer)
     }
-}
 
-impl CacheBlob<'_> {
     /// The blob is not in the cache: evicted, or stored by another digest function.
     fn missing(&self) -> Error {
         Error::new(
             Kind::Cache,
             format!(
                 "blob {} ({}) is not in the remote cache {}: evicted, or Bazel stores blobs there \
-                 by a --digest_function other than sha256; put it back by building the image \
-                 again (`bazel clean`, then `bazel build --noremote_accept_cached` of it), then \
-                 push again (nothing was tagged)",
+                 by a --digest_function other than sha256; put it back by {REBUILD}, then push \
+                 again (nothing was tagged)",
                 self.blob.digest,
                 human_size(self.blob.size),
                 self.cache.base
@@ -204,12 +247,14 @@ impl CacheBlob<'_> {
     /// when it says so), or something else; with the start of what it said.
     fn refused(&self, response: &mut ureq::http::Response<ureq::Body>, url: &str) -> Error {
         let status = response.status();
-        let body = response
+        let retry_after = registry::retry_after(response);
+        let mut bytes = Vec::new();
+        let _ = response
             .body_mut()
-            .with_config()
-            .limit(MAX_ERROR_BODY)
-            .read_to_string()
-            .unwrap_or_default();
+            .as_reader()
+            .take(MAX_ERROR_BODY)
+            .read_to_end(&mut bytes);
+        let body = String::from_utf8_lossy(&bytes);
         let body = body.trim();
         // A web server's error page says no more than its status.
         let said = match body.is_empty() || body.starts_with('<') {
@@ -230,24 +275,31 @@ impl CacheBlob<'_> {
                 self.blob.digest
             ),
         );
-        match status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            true => error.transient(None),
+        let transient = status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT;
+        match transient {
+            true => error.transient(retry_after),
             false => error,
         }
     }
 }
 
-/// The cache's answer, exactly `left` bytes of it: a short one fails (the upload would
+/// How to put an evicted or corrupt blob back into the cache: Bazel's action cache says the
+/// image is built, so only a clean build makes it build and upload the layout again.
+pub const REBUILD: &str = "building the image again (`bazel clean`, then `bazel build \
+                           --noremote_accept_cached` of it)";
+
+/// A cache's answer, from byte `at` to `end` of the blob: a short one fails (the upload would
 /// otherwise wait for bytes that never come), a long one is cut.
-struct Exact<'a, R> {
-    inner: R,
-    left: u64,
+struct Exact<'a> {
+    inner: Box<dyn Read + Send>,
     at: u64,
     end: u64,
     digest: &'a str,
 }
 
-impl<R> Exact<'_, R> {
+impl Exact<'_> {
     fn failed(&self, why: &str) -> std::io::Error {
         let error = Error::new(
             Kind::Cache,
@@ -261,22 +313,52 @@ impl<R> Exact<'_, R> {
     }
 }
 
-impl<R: Read> Read for Exact<'_, R> {
+impl Read for Exact<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.left == 0 || buf.is_empty() {
+        let left = self.end - self.at;
+        if left == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let most = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let most = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = match self.inner.read(&mut buf[..most]) {
             Ok(0) => return Err(self.failed("the answer ended")),
             Ok(n) => n,
             Err(e) => return Err(self.failed(&format!("reading the answer failed ({e})"))),
         };
-        self.left -= n as u64;
         self.at += n as u64;
         Ok(n)
+    }
+}
+
+/// One request body's part of an answer: `left` bytes of it. An answer that holds more (a
+/// whole blob for one chunk) goes back to `rest` once the chunk is read, for the next.
+struct Chunk<'r, 'a> {
+    answer: Option<Exact<'a>>,
+    left: u64,
+    rest: &'r Mutex<Option<Exact<'a>>>,
+}
+
+impl Read for Chunk<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(answer) = self.answer.as_mut() else {
+            return Ok(0);
+        };
+        let most = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = answer.read(&mut buf[..most])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+impl Drop for Chunk<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(answer) = self.answer.take() {
+            if self.left == 0 && answer.at < answer.end {
+                *self.rest.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
+            }
+        }
     }
 }
 
@@ -286,7 +368,14 @@ struct Url {
     /// `scheme://authority[/prefix]`, no trailing slash.
     base: String,
     authority: String,
+    /// The host alone, lower case: netrc's `machine`.
+    host: String,
     userinfo: Option<(String, String)>,
+}
+
+/// Checks a `--remote-cache` URL, before anything runs.
+pub fn check_url(text: &str) -> Result<()> {
+    parse_url(text).map(|_| ())
 }
 
 fn parse_url(text: &str) -> Result<Url> {
@@ -318,32 +407,45 @@ fn parse_url(text: &str) -> Result<Url> {
         Some(at) => rest.split_at(at),
         None => (rest, ""),
     };
+    if path.contains('@') {
+        return Err(usage(
+            "an @ after the host: write a password's / and @ percent-encoded (%2F, %40)",
+        ));
+    }
     let (userinfo, authority) = match authority.rsplit_once('@') {
+        Some(("", host)) => (None, host),
         Some((userinfo, host)) => {
             let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
             (Some((percent_decode(user), percent_decode(password))), host)
         }
         None => (None, authority),
     };
-    if authority.is_empty() || authority.starts_with(':') {
-        return Err(usage("the URL names no host"));
-    }
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    };
+    let host = match registry::split_authority(authority, default_port) {
+        Some((host, _)) if !host.is_empty() => host,
+        _ => return Err(usage("expected a host and, after a colon, a port number")),
+    };
     let path = path.trim_end_matches('/');
     Ok(Url {
         base: format!("{}://{authority}{path}", scheme.to_ascii_lowercase()),
         authority: authority.to_string(),
+        host,
         userinfo,
     })
 }
 
-/// A URL as it may be shown: without `user:password@`.
+/// A URL as it may be shown: without `user:password@`. Everything to the last `@` goes, so
+/// that a password holding a `/` is not shown either.
 pub fn shown_without_credentials(text: &str) -> String {
     let Some((scheme, rest)) = text.split_once("://") else {
         return text.to_string();
     };
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://{host}{}", &rest[end..]),
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}"),
         None => text.to_string(),
     }
 }
@@ -371,12 +473,6 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn basic(user: &str, password: &str) -> (String, String) {
-    use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    ("authorization".to_string(), format!("Basic {encoded}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +482,7 @@ mod tests {
         let url = parse_url("https://alice:p%40ss@cache.example.com:8443/team/").unwrap();
         assert_eq!(url.base, "https://cache.example.com:8443/team");
         assert_eq!(url.authority, "cache.example.com:8443");
+        assert_eq!(url.host, "cache.example.com");
         assert_eq!(
             url.userinfo,
             Some(("alice".to_string(), "p@ss".to_string()))
@@ -413,6 +510,9 @@ mod tests {
             "https://",
             "https://:80",
             "https://h/x?y",
+            "https://h:abc",
+            "https://[::1",
+            "https://u:pa/ss@h",
         ] {
             assert_eq!(parse_url(url).unwrap_err().kind(), Kind::Usage, "{url}");
         }
@@ -425,6 +525,17 @@ mod tests {
         assert_eq!(
             shown_without_credentials("https://a:pw-s3cret@h:1/p"),
             "https://h:1/p"
+        );
+        let e = parse_url("https://a:pw/s3cret@h").unwrap_err();
+        assert!(!e.message().contains("s3cret"), "{e}");
+        let options = Options {
+            url: Some("https://a:pw-s3cret@h".to_string()),
+            headers: vec![("x-api-key".to_string(), "pw-s3cret".to_string())],
+        };
+        let shown = format!("{options:?}");
+        assert!(
+            !shown.contains("pw-s3cret") && shown.contains("x-api-key"),
+            "{shown}"
         );
     }
 }

@@ -114,9 +114,12 @@ impl<'a> Tokens<'a> {
         Some(token)
     }
 
+    /// Past the next empty line, in a file with LF or CRLF line ends.
     fn skip_macro(&mut self) {
-        self.rest = match self.rest.find("\n\n") {
-            Some(at) => &self.rest[at + 2..],
+        let lf = self.rest.find("\n\n").map(|at| at + 2);
+        let crlf = self.rest.find("\r\n\r\n").map(|at| at + 4);
+        self.rest = match lf.into_iter().chain(crlf).min() {
+            Some(end) => &self.rest[end..],
             None => "",
         };
     }
@@ -148,6 +151,23 @@ mod tests {
         assert_eq!(find("machine other login a password b", "h"), None);
         assert_eq!(find("machine", "h"), None);
         assert_eq!(find("login password machine h password", "h"), None);
+    }
+
+    #[test]
+    fn a_macdef_body_is_skipped_in_crlf_files_too() {
+        let text = "macdef init\r\nmachine h login evil password evil\r\n\r\n\
+                    machine h login alice password pw\r\n";
+        assert_eq!(find(text, "h"), pair("alice", "pw"));
+    }
+
+    #[test]
+    fn a_file_past_its_bound_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netrc");
+        let mut text = "machine h login alice password pw\n".to_string();
+        text.push_str(&" ".repeat(super::MAX_NETRC_BYTES as usize));
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(super::lookup(&path, "h"), None);
     }
 
     #[test]

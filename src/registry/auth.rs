@@ -16,8 +16,6 @@ of a loopback registry is settled (see the `registry` module).
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-
 use super::challenge::Challenge;
 use crate::auth::{Credential, Secret};
 use crate::error::{Error, Kind, Result};
@@ -137,9 +135,7 @@ impl Auth {
             Secret::Basic { username, password } => (username, password),
             _ => return None,
         };
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        Some(("authorization".to_string(), format!("Basic {encoded}")))
+        Some(crate::auth::basic_header(username, password))
     }
 
     /// Stores the token server's answer.

@@ -42,12 +42,15 @@ pub struct CacheOptions {
     /// `auth_basic` with this one user (an htpasswd file of apr1 MD5, which every nginx
     /// checks itself, without relying on the system's crypt(3) for bcrypt).
     pub basic_auth: Option<(String, String)>,
+    /// Answer every GET whole, `Range` or not (`max_ranges 0`), as bazel-remote's HTTP does.
+    pub ignore_ranges: bool,
 }
 
 impl CacheOptions {
     pub fn basic_auth(user: &str, password: &str) -> CacheOptions {
         CacheOptions {
             basic_auth: Some((user.to_string(), password.to_string())),
+            ..CacheOptions::default()
         }
     }
 }
@@ -341,6 +344,10 @@ fn config(dir: &Path, port: u16, options: &CacheOptions) -> String {
         ),
         None => String::new(),
     };
+    let ranges = match options.ignore_ranges {
+        true => "        max_ranges 0;\n",
+        false => "",
+    };
     format!(
         "{user}daemon off;\n\
          master_process off;\n\
@@ -364,6 +371,7 @@ fn config(dir: &Path, port: u16, options: &CacheOptions) -> String {
          \x20       create_full_put_path on;\n\
          \x20       client_max_body_size 0;\n\
          {auth}\
+         {ranges}\
          \x20       location ^~ {HARNESS_PREFIX} {{\n\
          \x20           auth_basic off;\n\
          \x20           return 204;\n\
