@@ -84,15 +84,15 @@ CONNECTION:
     --verbose                Log every HTTP request on stderr (secrets are never shown).
 
 REMOTE CACHE (push without the bytes; docs/remote-cache.md):
-    --remote-cache URL       Bazel's HTTP remote cache (http:// or https://, as Bazel's
-                             --remote_cache) holding the blobs a thin layout leaves out:
+    --remote-cache URL       Bazel's HTTP remote cache (http:// or https://, the URL Bazel
+                             is given for it) holding the blobs a thin layout leaves out:
                              each one the registry lacks is streamed from
                              URL/cas/<sha256 hex>, and no other is fetched. gRPC caches
                              are refused. Credentials: the URL's user:password@, then
                              --remote-cache-header, --credential-helper, ~/.netrc.
     --remote-cache-header NAME=VALUE
-                             A header for the remote cache only, as Bazel's
-                             --remote_header; repeatable.
+                             A header for the remote cache only, as Bazel's remote
+                             header flag; repeatable.
     --local-layout DIR       The full layout of the image on this disk, if it is there:
                              blobs found in DIR with their size are read from it, not
                              fetched.
@@ -415,11 +415,12 @@ impl Args {
             .iter()
             .map(|header| parse_header(header))
             .collect::<Result<Vec<_>>>()?;
+        let url = self.remote_cache.filter(|url| !url.is_empty());
+        if let Some(url) = &url {
+            cache::check_url(url)?;
+        }
         Ok(Plan {
-            cache: cache::Options {
-                url: self.remote_cache.filter(|url| !url.is_empty()),
-                headers,
-            },
+            cache: cache::Options { url, headers },
             local_layout: self.local_layout,
             write_thin_layout: self.write_thin_layout,
             jobs,

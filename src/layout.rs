@@ -64,6 +64,8 @@ impl Blob {
 
 /// The file a thin layout holds beside `index.json`: the blobs it leaves out, with their sizes.
 pub const THIN_MARKER: &str = "oci-push-thin.json";
+/// No layer is this large (1 TiB); a size past it in a thin layout's list is no size.
+const MAX_BLOB_BYTES: u64 = 1 << 40;
 /// A thin layout's list names each left-out blob in about 100 bytes.
 const MAX_THIN_MARKER_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -183,8 +185,10 @@ impl Layout {
         let mut kept = Vec::new();
         let mut omitted = Vec::new();
         for blob in &self.blobs {
-            match (blob.kind, &blob.source) {
-                (BlobKind::Config, Source::File(path)) => kept.push((&blob.digest, path.clone())),
+            // Bazel's cache keys blobs by SHA-256: a layer of another algorithm stays here.
+            let cached = blob.kind == BlobKind::Layer && blob.digest.starts_with("sha256:");
+            match (&blob.source, cached) {
+                (Source::File(path), false) => kept.push((&blob.digest, path.clone())),
                 _ => omitted.push(serde_json::json!({"digest": blob.digest, "size": blob.size})),
             }
         }
@@ -237,10 +241,13 @@ fn read_thin_marker(dir: &Path) -> Result<HashMap<String, u64>> {
     let mut omitted = HashMap::new();
     for entry in entries {
         let digest = entry.get("digest").and_then(|v| v.as_str());
-        let size = entry.get("size").and_then(|v| v.as_u64());
+        let size = entry
+            .get("size")
+            .and_then(|v| v.as_u64())
+            .filter(|&size| size <= MAX_BLOB_BYTES);
         match (digest, size) {
             (Some(digest), Some(size)) => omitted.insert(digest.to_string(), size),
-            _ => return Err(bad("an entry without digest or size")),
+            _ => return Err(bad("an entry without a digest, or a size up to 1 TiB")),
         };
     }
     Ok(omitted)
@@ -356,6 +363,12 @@ impl Reader<'_> {
             return Ok(());
         }
         let source = match self.omitted.get(&digest) {
+            Some(_) if !digest.starts_with("sha256:") => {
+                return Err(Error::invalid(format!(
+                    "blob {digest} is left to the remote cache in {}, which keeps SHA-256 blobs only; rebuild the image",
+                    self.dir.join(THIN_MARKER).display()
+                )))
+            }
             Some(&size) if size == desc.size() && !self.present(desc) => Source::Cache,
             Some(&size) if size != desc.size() => {
                 return Err(Error::invalid(format!(

@@ -63,11 +63,16 @@ fn verify(plan: Plan) -> Result<()> {
     if let Some(path) = &plan.digest_file {
         return write_digest_file(path, &line);
     }
+    let left = layout.in_cache().count();
     eprintln!(
-        "verified {} blob(s) and {} manifest(s) in {}",
-        layout.blobs.len(),
+        "verified {} blob(s) and {} manifest(s) in {}{}",
+        layout.blobs.len() - left,
         layout.manifests.len(),
-        plan.layout.display()
+        plan.layout.display(),
+        match left {
+            0 => String::new(),
+            n => format!(" ({n} left to the remote cache)"),
+        }
     );
     print(&line)
 }
@@ -82,14 +87,16 @@ fn push(plan: Plan) -> Result<()> {
     if let Some(local) = &plan.local_layout {
         layout.take_local(local);
     }
-    let cache = match &plan.cache.url {
-        Some(url) => Some(std::sync::Arc::new(RemoteCache::new(
+    // Only a push that may fetch from the cache asks a helper or netrc for its credentials.
+    let needed = layout.in_cache().next().is_some() && !plan.dry_run;
+    let cache = match (&plan.cache.url, needed) {
+        (Some(url), true) => Some(std::sync::Arc::new(RemoteCache::new(
             url,
             &plan.cache,
             plan.auth.credential_helper.as_deref(),
             &plan.connection,
         )?)),
-        None => None,
+        _ => None,
     };
     if let (Some(blob), None, false) = (layout.in_cache().next(), &cache, plan.dry_run) {
         return Err(Error::usage(format!(

@@ -42,19 +42,25 @@ fn utf8(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
 
-/// `oci-push --verify --layout FULL --write-thin-layout THIN`, checked: it prints the image's
-/// digest, and THIN holds `oci-layout`, the same `index.json`, the manifest and the config but
-/// no layer, and `oci-push-thin.json` listing every layer with its size.
-fn thin_layout(image: &Image, full: &TempDir) -> TempDir {
+/// `oci-push --verify --layout FULL --write-thin-layout THIN`, succeeded.
+fn write_thin(full: &Path) -> (TempDir, Run) {
     let thin = TempDir::new().expect("temp dir");
     let args = [
         "--verify",
         "--layout",
-        utf8(full.path()),
+        utf8(full),
         "--write-thin-layout",
         utf8(thin.path()),
     ];
     let run = oci_push_with(&args, &[], None).ok();
+    (thin, run)
+}
+
+/// [`write_thin`], checked: it prints the image's
+/// digest, and THIN holds `oci-layout`, the same `index.json`, the manifest and the config but
+/// no layer, and `oci-push-thin.json` listing every layer with its size.
+fn thin_layout(image: &Image, full: &TempDir) -> TempDir {
+    let (thin, run) = write_thin(full.path());
     assert_eq!(run.last_line(), image.manifest.digest);
     let mut blobs: Vec<String> = std::fs::read_dir(thin.path().join("blobs/sha256"))
         .expect("the thin layout's blobs")
@@ -507,11 +513,7 @@ fn a_chunked_upload_fetches_each_chunk_with_a_range() {
         &image,
     );
 
-    let seen: Vec<(String, u16, String, u64)> = cache
-        .requests()
-        .into_iter()
-        .map(|a| (a.path, a.status, a.range, a.body_bytes))
-        .collect();
+    let seen = ranges_served(&cache);
     let path = format!("/cas/{}", hex(&image.layers[0]));
     let chunk = |from: u64, to: u64| {
         (
@@ -531,6 +533,45 @@ fn a_chunked_upload_fetches_each_chunk_with_a_range() {
         ]
     );
     assert_eq!(cache.bytes_sent(), size as u64);
+}
+
+/// bazel-remote's HTTP port answers every GET with the whole blob: the chunks go on from
+/// one answer, read once, instead of a GET per chunk that drops the bytes before it.
+#[test]
+fn a_chunked_upload_from_a_cache_that_ignores_ranges_reads_one_answer() {
+    let registry = Registry::start();
+    let cache = Cache::start_with(CacheOptions {
+        ignore_ranges: true,
+        ..CacheOptions::default()
+    });
+    let size = 200 * 1024;
+    let image = Image::new(
+        Types::Oci,
+        ("linux", "amd64"),
+        vec![pseudo_random(19, size)],
+    );
+    let full = image_layout(&image);
+    let thin = thin_layout(&image, &full);
+    cache.put_layout(full.path());
+    let repo = registry.repo("whole/app");
+    let run = push(&thin, &repo, &cache.url(), &["--chunk-size", "64KiB"]);
+    assert_pushed(&run, &registry, &repo, "whole/app", &image);
+    let seen = ranges_served(&cache);
+    let path = format!("/cas/{}", hex(&image.layers[0]));
+    assert_eq!(
+        seen,
+        [(path, 200, "bytes=0-65535".to_string(), size as u64)],
+        "one whole answer served every chunk"
+    );
+}
+
+/// The cache's answers: path, status, the `Range` asked and the bytes sent.
+fn ranges_served(cache: &Cache) -> Vec<(String, u16, String, u64)> {
+    cache
+        .requests()
+        .into_iter()
+        .map(|a| (a.path, a.status, a.range, a.body_bytes))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -927,7 +968,7 @@ fn a_cache_holding_other_bytes_under_a_digest_fails_the_push() {
     stored(&pseudo_random(30_000, LAYER + 7));
     let run = push(&thin, &registry.repo("other/size"), &cache.url(), &[]);
     let expected = format!(
-        "fetching blob {} from the remote cache: {}/cas/{} is {} bytes, the image's descriptor says {LAYER}; the cache holds other bytes under this digest",
+        "fetching blob {} from the remote cache: {}/cas/{} answered {} bytes, where the image's descriptor says {LAYER} bytes; the cache holds other bytes under this digest",
         image.layers[0].digest,
         cache.url(),
         hex(&image.layers[0]),
@@ -1109,7 +1150,7 @@ fn a_thin_layout_verifies_without_its_layers() {
     assert_eq!(run.stdout, format!("{}\n", image.manifest.digest));
     assert!(
         run.stderr.contains(&format!(
-            "verified 4 blob(s) and 1 manifest(s) in {}",
+            "verified 1 blob(s) and 1 manifest(s) in {} (3 left to the remote cache)",
             thin.path().display()
         )),
         "{}",
@@ -1261,4 +1302,84 @@ fn a_dry_run_of_a_thin_layout_fetches_nothing() {
         let head = registry.head(&format!("/v2/dry/app/blobs/{}", blob.digest));
         assert_eq!(head.status, 404, "a dry run uploaded {}", blob.digest);
     }
+}
+
+#[test]
+fn a_thin_list_past_its_bound_is_refused() {
+    let (image, full) = sample(23);
+    let thin = thin_layout(&image, &full);
+    let list = thin.path().join("oci-push-thin.json");
+    let mut text = std::fs::read(&list).expect("the thin list");
+    text.resize(16 * 1024 * 1024 + 1, b' ');
+    std::fs::write(&list, text).expect("grow the list");
+    let run = oci_push_with(&["--verify", "--layout", utf8(thin.path())], &[], None);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.error().starts_with(&format!(
+            "cannot read {} (larger than 16.0 MiB",
+            list.display()
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Bazel's cache keys blobs by SHA-256 only: a layer of another algorithm stays in the thin
+/// layout, and a thin list that leaves one to the cache is refused when it is read.
+#[test]
+fn a_sha512_layer_stays_in_the_thin_layout() {
+    use sha2::Digest as _;
+    let bytes = pseudo_random(24, LAYER);
+    let hex512 = format!("{:x}", sha2::Sha512::digest(&bytes));
+    let mut layer = Blob::new(OCI_LAYER, bytes);
+    layer.digest = format!("sha512:{hex512}");
+    let image = Image::new(
+        Types::Oci,
+        ("linux", "amd64"),
+        vec![pseudo_random(25, LAYER)],
+    );
+    let config = &image.config;
+    let manifest = Blob::new(
+        OCI_MANIFEST,
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.descriptor(),
+            "layers": [layer.descriptor(), image.layers[0].descriptor()],
+        }))
+        .expect("json"),
+    );
+    let full = write_layout(&[&manifest], &[config, &image.layers[0]]);
+    let dir512 = full.path().join("blobs/sha512");
+    std::fs::create_dir_all(&dir512).expect("blobs/sha512");
+    std::fs::write(dir512.join(&hex512), &layer.bytes).expect("the sha512 layer");
+
+    let (thin, _) = write_thin(full.path());
+    assert_eq!(
+        std::fs::read(thin.path().join("blobs/sha512").join(&hex512)).expect("kept"),
+        layer.bytes
+    );
+    let list = thin.path().join("oci-push-thin.json");
+    let listed: Value = serde_json::from_slice(&std::fs::read(&list).expect("list")).expect("json");
+    assert_eq!(
+        listed,
+        json!({"omitted": [{"digest": image.layers[0].digest, "size": LAYER}]})
+    );
+
+    std::fs::remove_file(thin.path().join("blobs/sha512").join(&hex512)).expect("remove");
+    let omitted = json!({"omitted": [
+        {"digest": layer.digest, "size": LAYER},
+        {"digest": image.layers[0].digest, "size": LAYER},
+    ]});
+    std::fs::write(&list, omitted.to_string()).expect("rewrite the list");
+    let run = oci_push_with(&["--verify", "--layout", utf8(thin.path())], &[], None);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(
+        run.error(),
+        format!(
+            "blob {} is left to the remote cache in {}, which keeps SHA-256 blobs only; rebuild the image",
+            layer.digest,
+            list.display()
+        )
+    );
 }

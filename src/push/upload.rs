@@ -241,21 +241,22 @@ impl Steps<'_> {
     /// The error for a refusal nothing was learnt from; DIGEST_INVALID means our file is not
     /// what its digest says.
     fn refused(&self, blob: &Blob, refused: Refused, what: &str) -> Error {
-        if refused.refusal.has_code("DIGEST_INVALID") && blob.source == Source::Cache {
-            return Error::new(
-                Kind::Cache,
-                format!(
-                    "blob {} is corrupt in the remote cache: its bytes there do not hash to its digest (the registry refused them); delete the cache's entry, then build the image again (`bazel clean`, then `bazel build --noremote_accept_cached` of it)",
-                    blob.digest
-                ),
-            );
-        }
         if refused.refusal.has_code("DIGEST_INVALID") {
-            return Error::invalid(format!(
-                "blob {} is corrupt: the bytes of {} do not hash to its digest (the registry refused them); rebuild the image",
-                blob.digest,
-                blob.origin()
-            ));
+            return match &blob.source {
+                Source::Cache => Error::new(
+                    Kind::Cache,
+                    format!(
+                        "blob {} is corrupt in the remote cache: its bytes there do not hash to its digest (the registry refused them); delete the cache's entry, then put it back by {}",
+                        blob.digest,
+                        crate::cache::REBUILD
+                    ),
+                ),
+                Source::File(path) => Error::invalid(format!(
+                    "blob {} is corrupt: the bytes of {} do not hash to its digest (the registry refused them); rebuild the image",
+                    blob.digest,
+                    path.display()
+                )),
+            };
         }
         self.client
             .refusal_error(refused.refusal, &refused.method, &refused.url, what)
