@@ -79,8 +79,8 @@ bazel clean >/dev/null 2>&1
 targets=(//remote_cache:push_v1 //remote_cache:push_v2 //remote_cache:push_evicted //remote_cache:push_local)
 check "bazel build (remote cache, --remote_download_minimal) of the pushes and their images" \
   bazel build "${quiet[@]}" "${flags[@]}" "${targets[@]}"
-# The layouts themselves, for the expected digests: built once more into a scratch output
-# base without the cache, so that this build's own downloads stay out of the log.
+# The layouts themselves, for the expected digests: built once more without the cache (the
+# log is emptied before each push), and copied out before the next bazel clean.
 layouts="$tmp/layouts"
 mkdir -p "$layouts"
 for image in v1 v2 evicted local; do
@@ -140,11 +140,26 @@ check "one new layer: no other layer was fetched" \
 # --- the build-time check reads the thin layout only -------------------------------------
 
 # A new tags file re-runs the check (OciPushVerify) here: its inputs are downloaded first.
+# The execution log shows it ran here, not from the cache. (Inside the checkout: Bazel's
+# server runs in a chroot that sees only the checkout.)
+work="$e2e/.tmp/remote_cache"
+mkdir -p "$work"
 fresh
 echo "checked-$RANDOM" >remote_cache/tags.txt
 check "build-time check: bazel build //remote_cache:push_v1 with a new tags file" \
-  bazel build "${quiet[@]}" "${flags[@]}" //remote_cache:push_v1
+  bazel build "${quiet[@]}" "${flags[@]}" --execution_log_json_file="$work/exec.json" \
+  //remote_cache:push_v1
 cache_settle
+check "build-time check: OciPushVerify ran here, not from the cache" \
+  python3 -c 'import json, sys
+entries = json.JSONDecoder()
+text, at, ran = open(sys.argv[1]).read(), 0, []
+while at < len(text.rstrip()):
+    entry, at = entries.raw_decode(text, at)
+    at = len(text) - len(text[at:].lstrip())
+    if entry.get("mnemonic") == "OciPushVerify" and not entry.get("remoteCacheHit"):
+        ran.append(entry)
+sys.exit(0 if len(ran) == 1 else "OciPushVerify ran %d times here" % len(ran))' "$work/exec.json"
 check "build-time check: it downloaded no layer" \
   equals "layer bytes fetched" "$(cache_fetched_bytes "$log" $(hexes "$v1_layers"))" 0
 echo latest >remote_cache/tags.txt
@@ -159,6 +174,26 @@ check "local build: bazel run //remote_cache:push_local" run "$tmp/local.out" //
 local_digest="$(layout_digest "$layouts/local")"
 check "local build: registry has rc/local:latest" has_manifest rc/local latest "$local_digest" "$OCI_MANIFEST"
 check "local build: the layer came from disk, not the cache" \
+  equals "layer bytes fetched" "$(cache_fetched_bytes "$log" $(hexes "$(layers_of "$layouts/local")"))" 0
+
+# The run-script finds the execroot from where it is, run directly too, and through a link to
+# it (as from another binary's runfiles).
+check "local build: bazel build //remote_cache:push_local with its runfiles" \
+  bazel build "${quiet[@]}" "${flags[@]}" --remote_download_outputs=all --build_runfile_links \
+  //remote_cache:push_local
+: >"$log"
+# (Each to a new repository, which lacks the layer.)
+check "local build: bazel-bin/remote_cache/push_local run directly" \
+  bazel-bin/remote_cache/push_local -q -r "$REGISTRY/rc/local-direct"
+ln -sf "$e2e/bazel-bin/remote_cache/push_local" "$tmp/push-link"
+check "local build: the run-script run through a link to it" \
+  env RUNFILES_DIR="$e2e/bazel-bin/remote_cache/push_local.runfiles" "$tmp/push-link" -q \
+  -r "$REGISTRY/rc/local-linked"
+cache_settle
+for repo in rc/local-direct rc/local-linked; do
+  check "local build: registry has $repo:latest" has_manifest "$repo" latest "$local_digest" "$OCI_MANIFEST"
+done
+check "local build: neither fetched the layer" \
   equals "layer bytes fetched" "$(cache_fetched_bytes "$log" $(hexes "$(layers_of "$layouts/local")"))" 0
 
 # --- an evicted blob: a clear failure before any tag; a re-run repairs -----------------------

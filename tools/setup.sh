@@ -37,8 +37,10 @@ fi
 if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
   systemctl disable --now docker-registry || true
 fi
-# Likewise nginx on :80; the tests start their own, as the user running them.
-if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then
+# Likewise the nginx the package just started on :80 (the tests start their own); one that
+# was there before is someone's, and stays.
+if [[ " ${need[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null &&
+  systemctl is-active -q nginx 2>/dev/null; then
   systemctl disable --now nginx || true
 fi
 

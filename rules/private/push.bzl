@@ -234,12 +234,19 @@ def _oci_push_impl(ctx):
         cache_args = "\n".join([
             "args+=(--remote-cache %s)" % _shell_quote(remote_cache),
             # Where the full layout is when it was built (or downloaded) here: its blobs
-            # beat fetching them. The run-script sits in the execroot too, its directory
-            # this many levels below it.
-            'execroot="$(cd "$(dirname "$0")" && pwd -P)"',
+            # beat fetching them. The run-script itself is in the execroot, its directory
+            # this many levels below it; $0 may be a link to it (another binary's runfiles).
+            'script="$0"',
+            'while [[ -L "$script" ]]; do',
+            '  link="$(readlink "$script")"',
+            '  [[ "$link" == /* ]] || link="$(dirname "$script")/$link"',
+            '  script="$link"',
+            "done",
+            'execroot="$(cd "$(dirname "$script")" && pwd -P)" || execroot=""',
             "for _ in %s; do execroot=\"${execroot%%/*}\"; done" % " ".join(
                 [str(i) for i in range(len(executable.dirname.split("/")))],
             ),
+            # A wrong guess costs nothing: the pusher then fetches what it does not find.
             'args+=(--local-layout "$execroot"/%s)' % _shell_quote(full_layout.path),
         ])
     else:
