@@ -133,6 +133,27 @@ done
 check "mount_from: the summary says 0 bytes sent, all 3 blobs mounted" \
   grep -Eq "^ +blobs: +sent 0 B \(0\), mounted [^(]+ \(3\), already there 0 B \(0\)$" "$tmp/mounted.out.err"
 
+# repositories: each destination gets the image and its tags; the second mounts every blob
+# from the first, so no blob byte goes up twice.
+check "bazel run //:push_mirrors (repositories = [e2e/primary, e2e/mirror])" \
+  bazel_run "$tmp/mirrors.out" //:push_mirrors
+check "push_mirrors prints both references on its last line" \
+  equals "last line" "$(last_line "$tmp/mirrors.out")" \
+  "$REGISTRY/e2e/primary@$image_digest $REGISTRY/e2e/mirror@$image_digest"
+for repo in e2e/primary e2e/mirror; do
+  check "repositories: registry has $repo:mirrored" has_manifest "$repo" mirrored "$image_digest" "$OCI_MANIFEST"
+done
+check "repositories: the mirror mounted all 3 blobs from the primary" \
+  grep -Eq "^ +blobs: +sent 0 B \(0\), mounted [^(]+ \(3\), already there 0 B \(0\)$" "$tmp/mirrors.out.err"
+check "repositories: one line says both were pushed" \
+  grep -qx "destinations: pushed $REGISTRY/e2e/primary, $REGISTRY/e2e/mirror" "$tmp/mirrors.out.err"
+check "bazel run //:push_mirrors -- -r e2e/only-a -r e2e/only-b (the flags replace the list)" \
+  bazel_run "$tmp/mirrors-override.out" //:push_mirrors -- -r "$REGISTRY/e2e/only-a" -r "$REGISTRY/e2e/only-b" -t flags
+for repo in e2e/only-a e2e/only-b; do
+  check "override: registry has $repo:flags" has_manifest "$repo" flags "$image_digest" "$OCI_MANIFEST"
+done
+check "override: e2e/primary did not get the tag flags" lacks_manifest e2e/primary flags
+
 # --- run-time overrides ---------------------------------------------------------
 
 check "bazel run //:push_image -- --tag x --repository $REGISTRY/other" \

@@ -32,9 +32,15 @@ OPTIONS:
     --layout DIR             The OCI image layout to push (oci-layout, index.json, blobs/).
                              index.json must name exactly one image or image index.
     -r, --repository REPO    Where to push: host[:port]/path, without tag or digest,
-                             e.g. ghcr.io/org/app or localhost:5000/app.
-    --repository-file FILE   Read the repository from FILE (its first line). The last of
-                             --repository and --repository-file given wins.
+                             e.g. ghcr.io/org/app or localhost:5000/app. Repeatable: each
+                             destination in turn gets the blobs, the manifests, then the
+                             tags; the first that fails ends the push. Later destinations
+                             on one registry mount the blobs from the first.
+    --repository-file FILE   Destinations from FILE, one per line; repeatable, and in order
+                             with --repository.
+    --default-repository REPO, --default-repository-file FILE
+                             Destinations used only when no --repository or
+                             --repository-file is given (the run-script passes the rule's).
     --tags-file FILE         Tags to apply, one per line; blank lines are ignored.
     -t, --tag TAG            A tag to apply; repeatable. Tags given with --tag replace
                              those of --tags-file.
@@ -147,7 +153,9 @@ enum RepositorySource {
 #[derive(Debug, Default)]
 struct Args {
     layout: Option<PathBuf>,
-    repository: Option<RepositorySource>,
+    repositories: Vec<RepositorySource>,
+    /// The rule's, from the run-script: replaced by any `repositories`.
+    default_repositories: Vec<RepositorySource>,
     tags_file: Option<PathBuf>,
     tags: Vec<String>,
     digest_file: Option<PathBuf>,
@@ -184,8 +192,8 @@ pub enum Command {
 #[derive(Debug)]
 pub struct Plan {
     pub layout: PathBuf,
-    /// Always present for a push; optional for `--verify`.
-    pub repository: Option<Repository>,
+    /// The destinations, in order, each once: at least one for a push; any for `--verify`.
+    pub repositories: Vec<Repository>,
     /// In the order to apply them, each once.
     pub tags: Vec<String>,
     pub digest_file: Option<PathBuf>,
@@ -231,11 +239,20 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Long("layout") => args.layout = Some(parser.value().map_err(usage)?.into()),
             Short('r') | Long("repository") => {
                 let value = string(parser.value().map_err(usage)?, "--repository")?;
-                args.repository = Some(RepositorySource::Name(value));
+                args.repositories.push(RepositorySource::Name(value));
             }
             Long("repository-file") => {
                 let path = parser.value().map_err(usage)?.into();
-                args.repository = Some(RepositorySource::File(path));
+                args.repositories.push(RepositorySource::File(path));
+            }
+            Long("default-repository") => {
+                let value = string(parser.value().map_err(usage)?, "--default-repository")?;
+                args.default_repositories
+                    .push(RepositorySource::Name(value));
+            }
+            Long("default-repository-file") => {
+                let path = parser.value().map_err(usage)?.into();
+                args.default_repositories.push(RepositorySource::File(path));
             }
             Long("tags-file") => args.tags_file = Some(parser.value().map_err(usage)?.into()),
             Short('t') | Long("tag") => {
@@ -320,15 +337,27 @@ impl Args {
         let layout = self
             .layout
             .ok_or_else(|| Error::usage("--layout DIR is required; see oci-push --help"))?;
-        let repository =
-            match self.repository {
-                Some(RepositorySource::Name(name)) => Some(Repository::parse(&name)?),
-                Some(RepositorySource::File(path)) => Some(read_repository_file(&path)?),
-                None if self.verify => None,
-                None => return Err(Error::usage(
-                    "--repository REPO is required (e.g. -r ghcr.io/org/app); see oci-push --help",
-                )),
+        let sources = match self.repositories.is_empty() {
+            true => self.default_repositories,
+            false => self.repositories,
+        };
+        let mut repositories: Vec<Repository> = Vec::new();
+        for source in &sources {
+            let found = match source {
+                RepositorySource::Name(name) => vec![Repository::parse(name)?],
+                RepositorySource::File(path) => read_repository_file(path)?,
             };
+            for repository in found {
+                if !repositories.contains(&repository) {
+                    repositories.push(repository);
+                }
+            }
+        }
+        if repositories.is_empty() && !self.verify {
+            return Err(Error::usage(
+                "--repository REPO is required (e.g. -r ghcr.io/org/app); see oci-push --help",
+            ));
+        }
         let tags = if !self.tags.is_empty() {
             for tag in &self.tags {
                 tags::check_tag(tag)?;
@@ -426,7 +455,7 @@ impl Args {
             jobs,
             mount_from,
             layout,
-            repository,
+            repositories,
             tags: tags::dedup(tags),
             digest_file: self.digest_file,
             connection,
@@ -498,7 +527,8 @@ impl Plan {
     }
 }
 
-fn read_repository_file(path: &std::path::Path) -> Result<Repository> {
+/// The destinations a repository file names, one per line (blank lines ignored).
+fn read_repository_file(path: &std::path::Path) -> Result<Vec<Repository>> {
     let bytes = crate::files::read_bounded(path, MAX_REPOSITORY_FILE_BYTES).map_err(|e| {
         Error::invalid(format!(
             "cannot read repository file {}: {e}",
@@ -511,17 +541,25 @@ fn read_repository_file(path: &std::path::Path) -> Result<Repository> {
             path.display()
         ))
     })?;
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let name = lines
-        .next()
-        .ok_or_else(|| Error::invalid(format!("repository file {} is empty", path.display())))?;
-    if lines.next().is_some() {
+    let names: Vec<(usize, &str)> = text
+        .lines()
+        .map(str::trim)
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty())
+        .collect();
+    if names.is_empty() {
         return Err(Error::invalid(format!(
-            "repository file {} has more than one line; it holds one repository",
+            "repository file {} is empty",
             path.display()
         )));
     }
-    Repository::parse(name).map_err(|e| e.context(format!("repository file {}", path.display())))
+    names
+        .iter()
+        .map(|(i, name)| {
+            Repository::parse(name)
+                .map_err(|e| e.context(format!("repository file {}:{}", path.display(), i + 1)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -541,16 +579,32 @@ mod tests {
     }
 
     #[test]
-    fn later_flags_win() {
+    fn repositories_add_up_in_order_each_once_and_replace_the_defaults() {
+        let shown = |p: Plan| {
+            p.repositories
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+        };
         let p = plan(&[
+            "--default-repository",
+            "h.io/rule",
             "--layout",
             "a",
             "-r",
             "h.io/one",
             "--repository",
             "h.io/two",
+            "-r",
+            "h.io/one",
         ]);
-        assert_eq!(p.repository.unwrap().to_string(), "h.io/two");
+        assert_eq!(shown(p), ["h.io/one", "h.io/two"]);
+        let p = plan(&["--default-repository", "h.io/rule", "--layout", "a"]);
+        assert_eq!(shown(p), ["h.io/rule"]);
+    }
+
+    #[test]
+    fn later_flags_win() {
         let p = plan(&["--layout", "a", "--layout=b", "-r", "h.io/x"]);
         assert_eq!(p.layout, PathBuf::from("b"));
     }

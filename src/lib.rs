@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod cache;
 pub mod cli;
+pub mod destinations;
 pub mod error;
 pub mod files;
 pub mod layout;

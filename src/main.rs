@@ -11,7 +11,7 @@ use oci_push::cache::RemoteCache;
 use oci_push::cli::{self, Command, Plan};
 use oci_push::error::{Error, Result};
 use oci_push::layout::Layout;
-use oci_push::{auth, push, reference, registry, report};
+use oci_push::{destinations, report};
 
 fn main() -> ExitCode {
     match run() {
@@ -54,9 +54,13 @@ fn verify(plan: Plan) -> Result<()> {
         layout.write_thin(&plan.layout, out)?;
     }
     let digest = &layout.top().digest;
-    let line = match &plan.repository {
-        Some(repository) => format!("{repository}@{digest}"),
-        None => digest.clone(),
+    let line = match plan.repositories.as_slice() {
+        [] => digest.clone(),
+        repositories => repositories
+            .iter()
+            .map(|repository| format!("{repository}@{digest}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
     // With a digest file (as in the Bazel build-time check) success is silent: build logs
     // show only what failed.
@@ -78,11 +82,6 @@ fn verify(plan: Plan) -> Result<()> {
 }
 
 fn push(plan: Plan) -> Result<()> {
-    let Some(repository) = &plan.repository else {
-        return Err(Error::usage(
-            "--repository REPO is required; see oci-push --help",
-        ));
-    };
     let mut layout = Layout::open(&plan.layout)?;
     if let Some(local) = &plan.local_layout {
         layout.take_local(local);
@@ -108,84 +107,53 @@ fn push(plan: Plan) -> Result<()> {
         )));
     }
     if plan.connection.insecure {
-        eprintln!(
-            "warning: --insecure: the TLS certificate of {} is not verified (other hosts' still are)",
-            repository.registry()
-        );
-    }
-    let reporter = report::Reporter::new(plan.style(), &repository.to_string(), &layout);
-    // The digest file is part of the outcome: written before the summary and the JSON, so
-    // that they report its failure too. A dry run pushed nothing and writes none.
-    let result =
-        connect_and_push(&plan, repository, &layout, cache, &reporter).and_then(|digest| {
-            let line = format!("{repository}@{digest}");
-            if let (Some(path), false) = (&plan.digest_file, plan.dry_run) {
-                write_digest_file(path, &line)?;
-            }
-            Ok(line)
-        });
-    reporter.finish(result.is_ok());
-    if plan.json {
-        if result.is_err() {
-            reporter.not_attempted(&plan.tags);
+        for registry in registries(&plan) {
+            eprintln!(
+                "warning: --insecure: the TLS certificate of {registry} is not verified (other hosts' still are)"
+            );
         }
-        let error = result.as_ref().err();
-        let json = reporter.json(error.map(|e| (e.message(), e.kind().exit_code())));
-        print(&json.to_string())?;
     }
-    let line = result?;
+    let outcomes = destinations::push_all(&plan, &layout, cache);
+    let lines: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref()?.as_ref().ok())
+        .map(String::as_str)
+        .collect();
+    let mut failure = outcomes
+        .iter()
+        .find_map(|o| o.result.as_ref()?.as_ref().err())
+        .cloned();
+    // A dry run pushed nothing and writes no digest file.
+    if let (Some(path), None, false) = (&plan.digest_file, &failure, plan.dry_run) {
+        failure = write_digest_file(path, &lines.join("\n")).err();
+    }
+    if outcomes.len() > 1 {
+        eprintln!("{}", report::destinations_line(&outcomes));
+    }
+    if plan.json {
+        let error = failure
+            .as_ref()
+            .map(|e| (e.message(), e.kind().exit_code()));
+        print(&report::json(&outcomes, &plan.tags, error).to_string())?;
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
     match plan.json {
         true => Ok(()),
-        false => print(&line),
+        false => print(&lines.join(" ")),
     }
 }
 
-fn connect_and_push(
-    plan: &Plan,
-    repository: &reference::Repository,
-    layout: &Layout,
-    cache: Option<std::sync::Arc<RemoteCache>>,
-    reporter: &report::Reporter,
-) -> Result<String> {
-    let credential = auth::find(repository, &plan.auth, plan.connection.deadline())?;
-    let options = push::Options {
-        jobs: plan.jobs,
-        mount_from: mount_sources(repository, &plan.mount_from, &layout.base_names),
-        chunk_size: plan.chunk_size,
-        dry_run: plan.dry_run,
-        cache,
-    };
-    // Every scope the run needs, asked for before the first request: one token serves all.
-    let mut scopes = vec![format!("repository:{}:pull,push", repository.path())];
-    scopes.extend(
-        options
-            .mount_from
-            .iter()
-            .map(|from| format!("repository:{from}:pull")),
-    );
-    let client = registry::Client::connect(repository, &plan.connection, credential, &scopes)?;
-    push::push(&client, repository, layout, &plan.tags, &options, reporter)
-}
-
-/// The repository paths to mount blobs from: `--mount-from` first, then the layout's base image
-/// names; only those on the registry we push to (a mount cannot cross registries), each once.
-fn mount_sources(
-    target: &reference::Repository,
-    flags: &[reference::Repository],
-    base_names: &[String],
-) -> Vec<String> {
-    let hinted = base_names.iter().filter_map(|name| {
-        reference::Repository::parse(reference::strip_tag_and_digest(name)).ok()
-    });
-    let mut sources: Vec<String> = Vec::new();
-    for repo in flags.iter().cloned().chain(hinted) {
-        let path = repo.path().to_string();
-        if repo.registry() == target.registry() && path != target.path() && !sources.contains(&path)
-        {
-            sources.push(path);
+/// Each registry of the destinations, once.
+fn registries(plan: &Plan) -> Vec<&str> {
+    let mut registries: Vec<&str> = Vec::new();
+    for repository in &plan.repositories {
+        if !registries.contains(&repository.registry()) {
+            registries.push(repository.registry());
         }
     }
-    sources
+    registries
 }
 
 fn write_digest_file(path: &std::path::Path, line: &str) -> Result<()> {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use crate::destinations::Outcome;
 use crate::layout::{BlobKind, Layout, Source, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::push::{BlobOutcome, Event, Observer, TagOutcome};
 use crate::units::{human_duration, human_size};
@@ -593,4 +594,70 @@ fn style(template: &str) -> ProgressStyle {
 /// `sha256:0123456789ab`: enough to tell blobs apart on a bar.
 fn short(digest: &str) -> String {
     digest.chars().take(19).collect()
+}
+
+/// After a push to several destinations, one line on stderr saying what became of each:
+/// `destinations: pushed A, B; failed C; not attempted D`.
+pub fn destinations_line(outcomes: &[Outcome]) -> String {
+    let named = |pick: fn(&Outcome) -> bool| {
+        outcomes
+            .iter()
+            .filter(|o| pick(o))
+            .map(|o| o.repository.to_string())
+            .collect::<Vec<_>>()
+    };
+    let groups = [
+        ("pushed", named(|o| matches!(o.result, Some(Ok(_))))),
+        ("failed", named(|o| matches!(o.result, Some(Err(_))))),
+        ("not attempted", named(|o| o.result.is_none())),
+    ];
+    let parts: Vec<String> = groups
+        .iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(word, names)| format!("{word} {}", names.join(", ")))
+        .collect();
+    format!("destinations: {}", parts.join("; "))
+}
+
+/// The result for `--format json`: the first destination's fields at the top (all there is
+/// with one), `destinations` with each one's, and `error`, what ended the run.
+pub fn json(outcomes: &[Outcome], tags: &[String], error: Option<(&str, u8)>) -> serde_json::Value {
+    let mut top = serde_json::Value::Null;
+    let mut each = Vec::new();
+    for outcome in outcomes {
+        let (Some(reporter), Some(result)) = (&outcome.reporter, &outcome.result) else {
+            let digest = top["digest"].as_str().unwrap_or_default();
+            each.push(json!({
+                "repository": outcome.repository.to_string(),
+                "reference": format!("{}@{digest}", outcome.repository),
+                "outcome": "notAttempted",
+            }));
+            continue;
+        };
+        if result.is_err() {
+            reporter.not_attempted(tags);
+        }
+        let failed = result.as_ref().err();
+        let mut value = reporter.json(failed.map(|e| (e.message(), e.kind().exit_code())));
+        if top.is_null() {
+            top = value.clone();
+        }
+        if let Some(object) = value.as_object_mut() {
+            object.remove("wire");
+            let word = if failed.is_some() { "failed" } else { "pushed" };
+            object.insert("outcome".to_string(), json!(word));
+        }
+        each.push(value);
+    }
+    if let Some(object) = top.as_object_mut() {
+        object.insert(
+            "error".to_string(),
+            error.map_or(
+                serde_json::Value::Null,
+                |(message, code)| json!({"message": message, "exitCode": code}),
+            ),
+        );
+        object.insert("destinations".to_string(), json!(each));
+    }
+    top
 }

@@ -952,9 +952,10 @@ fn invalid_repositories() {
     let work = tempfile::TempDir::new().unwrap();
     for (content, fragment) in [
         (&b"127.0.0.1:5000/App\n"[..], "lower case"),
+        // Every line is a destination, and each is checked, by its line number.
         (
-            b"127.0.0.1:5000/a\n127.0.0.1:5000/b\n",
-            "has more than one line",
+            b"127.0.0.1:5000/a\n\n127.0.0.1:5000/B\n",
+            ":3: invalid repository",
         ),
         (b"\n\n", "is empty"),
     ] {

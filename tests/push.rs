@@ -261,7 +261,7 @@ fn blobs_reached_through_symlinks_are_pushed() {
 }
 
 #[test]
-fn repository_file_and_last_repository_flag_win() {
+fn repository_flags_and_files_are_destinations_in_order_and_replace_the_defaults() {
     let registry = Registry::start();
     let image = Image::sized(Types::Oci, 11, 1, 100);
     let layout = image_layout(&image);
@@ -269,32 +269,46 @@ fn repository_file_and_last_repository_flag_win() {
     let file = write_file(
         work.path(),
         "repo",
-        format!("{}\n", registry.repo("from/file")).as_bytes(),
+        format!(
+            "{}\n\n{}\n",
+            registry.repo("from/file-1"),
+            registry.repo("from/file-2")
+        )
+        .as_bytes(),
     );
-    oci_push([
+    let run = oci_push([
         "--layout",
         &layout_arg(&layout),
+        "--default-repository",
+        &registry.repo("from/default"),
         "-r",
-        "ignored.example/x",
+        &registry.repo("from/flag"),
         "--repository-file",
         file.to_str().unwrap(),
         "-t",
         "a",
     ])
     .ok();
-    registry.assert_manifest("from/file", "a", &image.manifest);
+    for path in ["from/flag", "from/file-1", "from/file-2"] {
+        registry.assert_manifest(path, "a", &image.manifest);
+    }
+    registry.assert_nothing_tagged("from/default", &[&image.manifest.digest]);
+    let references: Vec<String> = ["from/flag", "from/file-1", "from/file-2"]
+        .iter()
+        .map(|path| format!("{}@{}", registry.repo(path), image.manifest.digest))
+        .collect();
+    assert_eq!(run.last_line(), references.join(" "));
+    // Without --repository, the defaults (the rule's) serve.
     oci_push([
         "--layout",
         &layout_arg(&layout),
-        "--repository-file",
-        file.to_str().unwrap(),
-        "-r",
-        &registry.repo("from/flag"),
+        "--default-repository",
+        &registry.repo("from/default"),
         "-t",
         "b",
     ])
     .ok();
-    registry.assert_manifest("from/flag", "b", &image.manifest);
+    registry.assert_manifest("from/default", "b", &image.manifest);
 }
 
 #[test]

@@ -46,7 +46,8 @@ Usage
 
 Flags after `--` go to the pusher and win over the target's values:
 
-* `-r`/`--repository REPO` replaces `repository` / `repository_file`;
+* `-r`/`--repository REPO` (repeatable: several destinations) replaces the
+  rule's `repository` / `repository_file` / `repositories`;
 * `-t`/`--tag TAG` (repeatable) replaces the tags of `image_tags`;
 * `--digest-file FILE` writes `REPOSITORY@sha256:...` to FILE. A relative path
   is taken from the directory `bazel run` was called from.
@@ -87,15 +88,24 @@ For example `ghcr.io/acme/app` or `localhost:5000/app`. Registries on
 `localhost`, `127.0.0.0/8` and `[::1]` are asked over plain HTTP first (no
 credentials) and get HTTPS when they answer like a TLS server; every other
 registry gets HTTPS (`--plain-http` at run time forces plain HTTP). Exactly one
-of `repository` and `repository_file` is required; `--repository` at run time
-overrides either.""",
+of `repository`, `repository_file` and `repositories` is required; `--repository`
+at run time replaces it.""",
     ),
     "repository_file": attr.label(
-        doc = """A file holding the repository, for names that are generated or stamped.
+        doc = """A file of destinations, for names that are generated or stamped.
 
-Its first line is read, in the format of `repository`. Exactly one of
-`repository` and `repository_file` is required.""",
+One repository per line (blank lines ignored), each in the format of
+`repository`; several lines are several destinations, as `repositories`.""",
         allow_single_file = True,
+    ),
+    "repositories": attr.string_list(
+        doc = """Several destinations: the same image to each, in order.
+
+Each in the format of `repository`. Each in turn gets the blobs, the manifests
+by digest, then the tags; the first that fails ends the push, and the others
+are not attempted. On one registry, each after the first mounts the blobs from
+it, so a blob goes over the wire once per registry. Repeated `--repository`
+flags at run time replace the list.""",
     ),
     "image_tags": attr.label(
         doc = """A text file with the tags to apply, one per line; optional.
@@ -200,13 +210,23 @@ def _layout_dir(ctx):
     return files[0]
 
 def _oci_push_impl(ctx):
-    if bool(ctx.attr.repository) == bool(ctx.attr.repository_file):
-        fail("%s: set exactly one of repository and repository_file (got %s)." % (
+    given = [
+        name
+        for name, value in [
+            ("repository", ctx.attr.repository),
+            ("repository_file", ctx.file.repository_file),
+            ("repositories", ctx.attr.repositories),
+        ]
+        if value
+    ]
+    if len(given) != 1:
+        fail("%s: set exactly one of repository, repository_file and repositories (got %s)." % (
             ctx.label,
-            "both" if ctx.attr.repository else "neither",
+            " and ".join(given) if given else "none",
         ))
-    if ctx.attr.repository:
-        _check_repository(ctx.label, ctx.attr.repository)
+    names = [ctx.attr.repository] if ctx.attr.repository else ctx.attr.repositories
+    for name in names:
+        _check_repository(ctx.label, name)
     full_layout = _layout_dir(ctx)
     pusher = ctx.toolchains[_TOOLCHAIN_TYPE].oci_push_info
     exec_pusher = ctx.attr._exec_pusher[platform_common.ToolchainInfo].oci_push_info
@@ -255,11 +275,16 @@ def _oci_push_impl(ctx):
 
     # The run-script.
     files = [layout]
-    if ctx.attr.repository:
-        repository_args = "args+=(--repository %s)" % _shell_quote(ctx.attr.repository)
+
+    # Defaults: --repository flags after `--` replace them.
+    if names:
+        repository_args = "\n".join([
+            "args+=(--default-repository %s)" % _shell_quote(name)
+            for name in names
+        ])
     else:
         files.append(ctx.file.repository_file)
-        repository_args = 'repository_file="$(locate %s)"\nargs+=(--repository-file "$repository_file")' % (
+        repository_args = 'repository_file="$(locate %s)"\nargs+=(--default-repository-file "$repository_file")' % (
             _shell_quote(_rlocation_path(ctx, ctx.file.repository_file))
         )
     if ctx.file.image_tags:
@@ -298,8 +323,9 @@ def _oci_push_impl(ctx):
     args.add("--verify")
     args.add("--layout", layout.path)
     inputs = [layout]
-    if ctx.attr.repository:
-        args.add("--repository", ctx.attr.repository)
+    if names:
+        for name in names:
+            args.add("--repository", name)
     else:
         args.add("--repository-file", ctx.file.repository_file)
         inputs.append(ctx.file.repository_file)

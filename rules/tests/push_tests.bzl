@@ -27,8 +27,10 @@ def _failure_test(message):
 
     return analysistest.make(_impl, expect_failure = True)
 
-both_repository_test = _failure_test("set exactly one of repository and repository_file (got both)")
-no_repository_test = _failure_test("set exactly one of repository and repository_file (got neither)")
+both_repository_test = _failure_test("set exactly one of repository, repository_file and repositories (got repository and repository_file)")
+no_repository_test = _failure_test("set exactly one of repository, repository_file and repositories (got none)")
+list_and_repository_test = _failure_test("set exactly one of repository, repository_file and repositories (got repository and repositories)")
+tagged_in_list_test = _failure_test('repository "r.example.com/b:v1": must not contain a tag')
 file_image_test = _failure_test("not a directory; expected a target whose single output is an OCI image layout directory")
 two_outputs_image_test = _failure_test("has 2 outputs")
 tagged_repository_test = _failure_test("must not contain a tag")
@@ -110,6 +112,24 @@ mount_from_test = analysistest.make(
     _mount_from_test_impl,
     attrs = {"want_mount_args": attr.string(mandatory = True)},
 )
+
+def _repositories_test_impl(ctx):
+    # Each destination is a default of the run-script, in order (flags after `--` replace
+    # them), and a --repository of the build-time check.
+    env = analysistest.begin(ctx)
+    actions = analysistest.target_actions(env)
+    expand = [a for a in actions if a.mnemonic == "TemplateExpand"][0]
+    asserts.equals(
+        env,
+        "args+=(--default-repository 'r.example.com/a')\nargs+=(--default-repository 'r.example.com/a-mirror')",
+        expand.substitutions["{{repository_args}}"],
+    )
+    argv = [a for a in actions if a.mnemonic == "OciPushVerify"][0].argv
+    repositories = [argv[i + 1] for i in range(len(argv) - 1) if argv[i] == "--repository"]
+    asserts.equals(env, ["r.example.com/a", "r.example.com/a-mirror"], repositories)
+    return analysistest.end(env)
+
+repositories_test = analysistest.make(_repositories_test_impl)
 
 def _list_tags_test_impl(ctx):
     # The macro wrote the list to <name>.tags.txt and passed it as image_tags.
@@ -221,6 +241,9 @@ def push_test_suite(name):
     push("hostless_repository", image = ":layout", repository = "app")
     push("push", image = ":layout", repository = "registry.example.com/team/app", image_tags = "tags.txt")
     push("with_repository_file", image = ":layout", repository_file = "repository.txt")
+    push("with_repositories", image = ":layout", repositories = ["r.example.com/a", "r.example.com/a-mirror"])
+    push("list_and_repository", image = ":layout", repository = "r.example.com/a", repositories = ["r.example.com/b"])
+    push("tagged_in_list", image = ":layout", repositories = ["r.example.com/a", "r.example.com/b:v1"])
     oci_push(name = "list_tags", image = ":layout", repository = "r.example.com/a", image_tags = ["a", "b"], tags = manual)
     oci_push(name = "remote_tags_alias", image = ":layout", repository = "r.example.com/a", remote_tags = ["a"], tags = manual)
     oci_push(
@@ -241,6 +264,9 @@ def push_test_suite(name):
         "hostless_repository": hostless_repository_test,
         "push": wiring_test,
         "with_repository_file": repository_file_test,
+        "with_repositories": repositories_test,
+        "list_and_repository": list_and_repository_test,
+        "tagged_in_list": tagged_in_list_test,
         "list_tags": list_tags_test,
         "remote_tags_alias": list_tags_test,
     }

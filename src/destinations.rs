@@ -1,0 +1,149 @@
+/*!
+One image, several destinations (`-r A -r B`, the rule's `repositories`): each in turn gets the
+blobs, the manifests by digest, then its tags, and the first that fails ends the run; the rest
+are not attempted, so a mirror is never ahead of the destination before it.
+
+Destinations on one registry share one client, whose token covers all their scopes: one token
+exchange per registry. A later one mounts the blobs from the first, so a blob crosses the wire
+once per registry, and from a remote cache once in all.
+*/
+
+use std::sync::Arc;
+
+use crate::auth;
+use crate::cache::RemoteCache;
+use crate::cli::Plan;
+use crate::error::Result;
+use crate::layout::Layout;
+use crate::push;
+use crate::reference::{self, Repository};
+use crate::registry::Client;
+use crate::report::Reporter;
+
+/// What became of one destination.
+pub struct Outcome {
+    pub repository: Repository,
+    /// `REPO@DIGEST`, or the failure; None when an earlier destination failed.
+    pub result: Option<Result<String>>,
+    /// Its report, when it was attempted.
+    pub reporter: Option<Reporter>,
+}
+
+/// Pushes to every destination of `plan` in order, up to the first failure.
+pub fn push_all(plan: &Plan, layout: &Layout, cache: Option<Arc<RemoteCache>>) -> Vec<Outcome> {
+    let mut clients: Vec<(String, Client)> = Vec::new();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for (i, repository) in plan.repositories.iter().enumerate() {
+        if outcomes.iter().any(|o| matches!(o.result, Some(Err(_)))) {
+            outcomes.push(Outcome {
+                repository: repository.clone(),
+                result: None,
+                reporter: None,
+            });
+            continue;
+        }
+        let reporter = Reporter::new(plan.style(), &repository.to_string(), layout);
+        let earlier = &plan.repositories[..i];
+        let result = push_one(
+            plan,
+            repository,
+            earlier,
+            layout,
+            &cache,
+            &reporter,
+            &mut clients,
+        )
+        .map(|digest| format!("{repository}@{digest}"));
+        reporter.finish(result.is_ok());
+        outcomes.push(Outcome {
+            repository: repository.clone(),
+            result: Some(result),
+            reporter: Some(reporter),
+        });
+    }
+    outcomes
+}
+
+fn push_one(
+    plan: &Plan,
+    repository: &Repository,
+    earlier: &[Repository],
+    layout: &Layout,
+    cache: &Option<Arc<RemoteCache>>,
+    reporter: &Reporter,
+    clients: &mut Vec<(String, Client)>,
+) -> Result<String> {
+    // The destinations before it on this registry have every blob by now: mounts first.
+    let mut mount_from: Vec<String> = earlier
+        .iter()
+        .filter(|r| r.registry() == repository.registry())
+        .map(|r| r.path().to_string())
+        .collect();
+    for from in mount_sources(repository, &plan.mount_from, &layout.base_names) {
+        if !mount_from.contains(&from) {
+            mount_from.push(from);
+        }
+    }
+    let at = match clients
+        .iter()
+        .position(|(registry, _)| registry == repository.registry())
+    {
+        Some(at) => at,
+        None => {
+            clients.push((
+                repository.registry().to_string(),
+                connect(plan, repository, layout)?,
+            ));
+            clients.len() - 1
+        }
+    };
+    let options = push::Options {
+        jobs: plan.jobs,
+        mount_from,
+        chunk_size: plan.chunk_size,
+        dry_run: plan.dry_run,
+        cache: cache.clone(),
+    };
+    let client = &clients[at].1;
+    push::push(client, repository, layout, &plan.tags, &options, reporter)
+}
+
+/// The client of `repository`'s registry, with the credentials found for it and a token scope
+/// for every destination there and what each mounts from: one token serves them all.
+fn connect(plan: &Plan, repository: &Repository, layout: &Layout) -> Result<Client> {
+    let credential = auth::find(repository, &plan.auth, plan.connection.deadline())?;
+    let mut scopes: Vec<String> = Vec::new();
+    let mut add = |scope: String| {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    };
+    for destination in plan
+        .repositories
+        .iter()
+        .filter(|r| r.registry() == repository.registry())
+    {
+        add(format!("repository:{}:pull,push", destination.path()));
+        for from in mount_sources(destination, &plan.mount_from, &layout.base_names) {
+            add(format!("repository:{from}:pull"));
+        }
+    }
+    Client::connect(repository, &plan.connection, credential, &scopes)
+}
+
+/// The repository paths to mount blobs from: `--mount-from` first, then the layout's base image
+/// names; only those on the registry we push to (a mount cannot cross registries), each once.
+fn mount_sources(target: &Repository, flags: &[Repository], base_names: &[String]) -> Vec<String> {
+    let hinted = base_names
+        .iter()
+        .filter_map(|name| Repository::parse(reference::strip_tag_and_digest(name)).ok());
+    let mut sources: Vec<String> = Vec::new();
+    for repo in flags.iter().cloned().chain(hinted) {
+        let path = repo.path().to_string();
+        if repo.registry() == target.registry() && path != target.path() && !sources.contains(&path)
+        {
+            sources.push(path);
+        }
+    }
+    sources
+}

@@ -1,0 +1,215 @@
+//! One image, several destinations (`-r A -r B`): each in turn, read back from the real
+//! registries with curl; later destinations on one registry mount from the first; one token
+//! exchange per registry; the first failure ends the run and says what was not attempted.
+
+mod common;
+
+use common::pushing::{image, ALICE_PASSWORD, ALICE_USER};
+use common::token::{Policy, TokenServer};
+use common::*;
+use serde_json::Value;
+
+/// `--layout L -r REPO... -t v1 EXTRA...`
+fn args<'a>(layout: &'a str, repos: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--layout", layout, "-t", "v1"];
+    for repo in repos {
+        args.extend(["-r", *repo]);
+    }
+    args.extend_from_slice(extra);
+    args
+}
+
+/// [`args`], run in the sandbox.
+fn push_to(layout: &tempfile::TempDir, repos: &[&str], extra: &[&str]) -> Run {
+    let layout = layout_arg(layout);
+    oci_push_with(&args(&layout, repos, extra), &[], None)
+}
+
+/// [`push_to`] with `stdin` piped in, succeeding.
+fn push_with_stdin(layout: &tempfile::TempDir, repos: &[&str], extra: &[&str], stdin: &str) {
+    let layout = layout_arg(layout);
+    oci_push_with(&args(&layout, repos, extra), &[], Some(stdin)).ok();
+}
+
+fn json_of(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+fn outcomes(json: &Value) -> Vec<(String, String)> {
+    json["destinations"]
+        .as_array()
+        .expect("destinations")
+        .iter()
+        .map(|d| {
+            let field = |name: &str| d[name].as_str().expect(name).to_string();
+            (field("repository"), field("outcome"))
+        })
+        .collect()
+}
+
+#[test]
+fn each_destination_gets_the_image_and_later_ones_on_a_registry_mount_from_the_first() {
+    let registry = Registry::start();
+    let (image, layout) = image(60);
+    let (a, b) = (registry.repo("dest/app"), registry.repo("dest/mirror"));
+    let work = tempfile::TempDir::new().expect("temp dir");
+    let digest_file = work.path().join("digests");
+    let run = push_to(
+        &layout,
+        &[&a, &b],
+        &[
+            "--format",
+            "json",
+            "--digest-file",
+            digest_file.to_str().expect("utf-8"),
+        ],
+    )
+    .ok();
+    for path in ["dest/app", "dest/mirror"] {
+        registry.assert_manifest(path, "v1", &image.manifest);
+        for blob in image.blobs() {
+            registry.assert_blob(path, blob);
+        }
+    }
+    let json = json_of(&run);
+    assert_eq!(
+        outcomes(&json),
+        [
+            (a.clone(), "pushed".to_string()),
+            (b.clone(), "pushed".to_string())
+        ]
+    );
+    let second = &json["destinations"][1];
+    let blob_outcomes: Vec<&str> = second["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .map(|b| b["outcome"].as_str().expect("outcome"))
+        .collect();
+    assert_eq!(blob_outcomes, vec!["mounted"; image.blobs().len()]);
+    assert_eq!(second["bytes"]["sent"], 0, "{second}");
+    assert_eq!(
+        json["repository"],
+        a.as_str(),
+        "the top describes the first"
+    );
+    let references = [a.as_str(), b.as_str()].map(|r| format!("{r}@{}", image.manifest.digest));
+    assert_eq!(
+        std::fs::read_to_string(&digest_file).expect("digest file"),
+        format!("{}\n", references.join("\n"))
+    );
+
+    // Plain output: the last line names every destination.
+    let run = push_to(&layout, &[&a, &b], &[]).ok();
+    assert_eq!(run.last_line(), references.join(" "));
+    assert!(
+        run.stderr
+            .contains(&format!("destinations: pushed {a}, {b}\n")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn destinations_on_two_registries_each_get_the_blobs() {
+    let (one, two) = (Registry::start(), Registry::start());
+    let (image, layout) = image(61);
+    let (a, b) = (one.repo("two/app"), two.repo("two/app"));
+    let run = push_to(&layout, &[&a, &b], &[]).ok();
+    for registry in [&one, &two] {
+        registry.assert_manifest("two/app", "v1", &image.manifest);
+        for blob in image.blobs() {
+            registry.assert_blob("two/app", blob);
+        }
+    }
+    assert_eq!(
+        run.last_line(),
+        format!("{a}@{d} {b}@{d}", d = image.manifest.digest)
+    );
+}
+
+#[test]
+fn a_registry_s_destinations_share_one_token_exchange() {
+    let server = TokenServer::start(Policy::default());
+    let registry = Registry::start_with(RegistryOptions::token(server.config()));
+    let (image, layout) = image(62);
+    let alone = registry.repo("tok/alone");
+    let login = ["--username", ALICE_USER, "--password-stdin"];
+    let password = format!("{ALICE_PASSWORD}\n");
+    push_with_stdin(&layout, &[&alone], &login, &password);
+    let for_one = server.requests().len();
+
+    let (a, b, c) = (
+        registry.repo("tok/a"),
+        registry.repo("tok/b"),
+        registry.repo("tok/c"),
+    );
+    push_with_stdin(&layout, &[&a, &b, &c], &login, &password);
+    let requests = &server.requests()[for_one..];
+    assert_eq!(
+        requests.len(),
+        for_one,
+        "three destinations asked for tokens as often as one: {requests:#?}"
+    );
+    for request in requests {
+        for path in ["tok/a", "tok/b", "tok/c"] {
+            let scope = format!("repository:{path}:pull,push");
+            assert!(request.scopes.contains(&scope), "{scope}: {request:?}");
+        }
+    }
+    for path in ["tok/a", "tok/b", "tok/c"] {
+        registry.assert_manifest(path, "v1", &image.manifest);
+    }
+}
+
+#[test]
+fn the_first_failure_ends_the_run_and_says_what_was_not_attempted() {
+    let registry = Registry::start();
+    let (image, layout) = image(63);
+    let a = registry.repo("fail/first");
+    let dead = "127.0.0.1:1/fail/dead".to_string();
+    let c = registry.repo("fail/third");
+    let run = push_to(
+        &layout,
+        &[&a, &dead, &c],
+        &["--format", "json", "--retries", "0"],
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    registry.assert_manifest("fail/first", "v1", &image.manifest);
+    registry.assert_nothing_tagged("fail/third", &[&image.manifest.digest]);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 2],
+        format!("destinations: pushed {a}; failed {dead}; not attempted {c}")
+    );
+    assert!(
+        lines[lines.len() - 1].starts_with("oci-push: error: "),
+        "{}",
+        run.stderr
+    );
+    let json = json_of(&run);
+    assert_eq!(
+        outcomes(&json),
+        [
+            (a, "pushed".to_string()),
+            (dead, "failed".to_string()),
+            (c.clone(), "notAttempted".to_string()),
+        ]
+    );
+    assert_eq!(json["error"]["exitCode"], 3, "{json}");
+    assert_eq!(
+        json["destinations"][2]["reference"],
+        format!("{c}@{}", image.manifest.digest).as_str()
+    );
+}
+
+#[test]
+fn a_destination_given_twice_is_pushed_once() {
+    let registry = Registry::start();
+    let (image, layout) = image(64);
+    let a = registry.repo("twice/app");
+    let run = push_to(&layout, &[&a, &a], &[]).ok();
+    assert_eq!(run.last_line(), format!("{a}@{}", image.manifest.digest));
+    assert!(!run.stderr.contains("destinations:"), "{}", run.stderr);
+    registry.assert_manifest("twice/app", "v1", &image.manifest);
+}
