@@ -44,7 +44,7 @@ OPTIONS:
     --tags-file FILE         Tags to apply, one per line; blank lines are ignored.
     -t, --tag TAG            A tag to apply; repeatable. Tags given with --tag replace
                              those of --tags-file.
-    --digest-file FILE       Also write the final REPO@DIGEST line to FILE.
+    --digest-file FILE       Also write REPO@DIGEST to FILE, a line per destination.
 
 AUTHENTICATION (first found wins; see docs/auth.md):
     --username USER          Log in as USER, with the password read from stdin
@@ -333,13 +333,27 @@ fn string(value: OsString, flag: &str) -> Result<String> {
 }
 
 impl Args {
-    fn plan(self) -> Result<Plan> {
+    fn plan(mut self) -> Result<Plan> {
+        // What holds for one registry only (see check_one_registry).
+        let for_one_registry = [
+            (self.username.is_some(), "--username"),
+            (
+                std::env::var("OCI_PUSH_USERNAME").is_ok_and(|u| !u.is_empty()),
+                "OCI_PUSH_USERNAME",
+            ),
+            (self.connection.insecure, "--insecure"),
+            (self.connection.plain_http, "--plain-http"),
+            (
+                self.cert_file.is_some() || self.key_file.is_some(),
+                "--cert-file",
+            ),
+        ];
         let layout = self
             .layout
             .ok_or_else(|| Error::usage("--layout DIR is required; see oci-push --help"))?;
         let sources = match self.repositories.is_empty() {
-            true => self.default_repositories,
-            false => self.repositories,
+            true => std::mem::take(&mut self.default_repositories),
+            false => std::mem::take(&mut self.repositories),
         };
         let mut repositories: Vec<Repository> = Vec::new();
         for source in &sources {
@@ -358,6 +372,7 @@ impl Args {
                 "--repository REPO is required (e.g. -r ghcr.io/org/app); see oci-push --help",
             ));
         }
+        check_one_registry(&repositories, &for_one_registry)?;
         let tags = if !self.tags.is_empty() {
             for tag in &self.tags {
                 tags::check_tag(tag)?;
@@ -468,6 +483,33 @@ impl Args {
                 credential_helper: self.credential_helper,
             },
         })
+    }
+}
+
+/// Credentials and TLS settings given for the run belong to one registry: with destinations
+/// on several, they would go to each (a GHCR token to ECR, `--insecure` to ghcr.io), so they
+/// are refused; each registry's own credentials come from its login (docs/auth.md).
+fn check_one_registry(repositories: &[Repository], given: &[(bool, &str)]) -> Result<()> {
+    let mut registries: Vec<&str> = Vec::new();
+    for repository in repositories {
+        if !registries.contains(&repository.registry()) {
+            registries.push(repository.registry());
+        }
+    }
+    if registries.len() < 2 {
+        return Ok(());
+    }
+    let flag = given
+        .iter()
+        .find_map(|&(given, name)| given.then_some(name));
+    match flag {
+        None => Ok(()),
+        Some(flag) => Err(Error::usage(format!(
+            "{flag} is for one registry, and the destinations are on {} ({}); push to each \
+             registry in its own run, or log in to each (docker login, a credential helper)",
+            registries.len(),
+            registries.join(", ")
+        ))),
     }
 }
 

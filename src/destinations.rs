@@ -3,14 +3,15 @@ One image, several destinations (`-r A -r B`, the rule's `repositories`): each i
 blobs, the manifests by digest, then its tags, and the first that fails ends the run; the rest
 are not attempted, so a mirror is never ahead of the destination before it.
 
-Destinations on one registry share one client, whose token covers all their scopes: one token
-exchange per registry. A later one mounts the blobs from the first, so a blob crosses the wire
-once per registry, and from a remote cache once in all.
+Destinations on one registry with the same credentials share one client, whose token covers
+all their scopes: one token exchange per registry. A later one mounts the blobs from the
+first, so a blob crosses the wire once per registry (and is fetched from a remote cache once
+per registry).
 */
 
 use std::sync::Arc;
 
-use crate::auth;
+use crate::auth::{self, Secret};
 use crate::cache::RemoteCache;
 use crate::cli::Plan;
 use crate::error::Result;
@@ -31,7 +32,7 @@ pub struct Outcome {
 
 /// Pushes to every destination of `plan` in order, up to the first failure.
 pub fn push_all(plan: &Plan, layout: &Layout, cache: Option<Arc<RemoteCache>>) -> Vec<Outcome> {
-    let mut clients: Vec<(String, Client)> = Vec::new();
+    let mut clients: Vec<Shared> = Vec::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     for (i, repository) in plan.repositories.iter().enumerate() {
         if outcomes.iter().any(|o| matches!(o.result, Some(Err(_)))) {
@@ -64,6 +65,14 @@ pub fn push_all(plan: &Plan, layout: &Layout, cache: Option<Arc<RemoteCache>>) -
     outcomes
 }
 
+/// A client, and the registry and secret it was made for: another destination there with the
+/// same credentials takes it (a namespace's own `auths` entry, as Podman's, gets its own).
+struct Shared {
+    registry: String,
+    secret: Secret,
+    client: Client,
+}
+
 fn push_one(
     plan: &Plan,
     repository: &Repository,
@@ -71,29 +80,32 @@ fn push_one(
     layout: &Layout,
     cache: &Option<Arc<RemoteCache>>,
     reporter: &Reporter,
-    clients: &mut Vec<(String, Client)>,
+    clients: &mut Vec<Shared>,
 ) -> Result<String> {
-    // The destinations before it on this registry have every blob by now: mounts first.
-    let mut mount_from: Vec<String> = earlier
+    // The first destination on this registry has every blob by now: mounts from it first.
+    let first = earlier
         .iter()
-        .filter(|r| r.registry() == repository.registry())
-        .map(|r| r.path().to_string())
-        .collect();
+        .find(|r| r.registry() == repository.registry())
+        .map(|r| r.path().to_string());
+    let mut mount_from: Vec<String> = first.iter().cloned().collect();
     for from in mount_sources(repository, &plan.mount_from, &layout.base_names) {
         if !mount_from.contains(&from) {
             mount_from.push(from);
         }
     }
-    let at = match clients
+    let credential = auth::find(repository, &plan.auth, plan.connection.deadline())?;
+    let shared = clients
         .iter()
-        .position(|(registry, _)| registry == repository.registry())
-    {
+        .position(|c| c.registry == repository.registry() && c.secret == credential.secret);
+    let at = match shared {
         Some(at) => at,
         None => {
-            clients.push((
-                repository.registry().to_string(),
-                connect(plan, repository, layout)?,
-            ));
+            let secret = credential.secret.clone();
+            clients.push(Shared {
+                registry: repository.registry().to_string(),
+                secret,
+                client: connect(plan, repository, layout, credential)?,
+            });
             clients.len() - 1
         }
     };
@@ -102,16 +114,28 @@ fn push_one(
         mount_from,
         chunk_size: plan.chunk_size,
         dry_run: plan.dry_run,
+        // What the first destination's push would have put there.
+        dry_run_filled: first.filter(|_| plan.dry_run).into_iter().collect(),
         cache: cache.clone(),
     };
-    let client = &clients[at].1;
-    push::push(client, repository, layout, &plan.tags, &options, reporter)
+    push::push(
+        &clients[at].client,
+        repository,
+        layout,
+        &plan.tags,
+        &options,
+        reporter,
+    )
 }
 
-/// The client of `repository`'s registry, with the credentials found for it and a token scope
-/// for every destination there and what each mounts from: one token serves them all.
-fn connect(plan: &Plan, repository: &Repository, layout: &Layout) -> Result<Client> {
-    let credential = auth::find(repository, &plan.auth, plan.connection.deadline())?;
+/// The client of `repository`'s registry, with `credential` and a token scope for every
+/// destination there and what each mounts from: one token serves them all.
+fn connect(
+    plan: &Plan,
+    repository: &Repository,
+    layout: &Layout,
+    credential: auth::Credential,
+) -> Result<Client> {
     let mut scopes: Vec<String> = Vec::new();
     let mut add = |scope: String| {
         if !scopes.contains(&scope) {

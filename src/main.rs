@@ -54,18 +54,17 @@ fn verify(plan: Plan) -> Result<()> {
         layout.write_thin(&plan.layout, out)?;
     }
     let digest = &layout.top().digest;
-    let line = match plan.repositories.as_slice() {
-        [] => digest.clone(),
+    let references: Vec<String> = match plan.repositories.as_slice() {
+        [] => vec![digest.clone()],
         repositories => repositories
             .iter()
             .map(|repository| format!("{repository}@{digest}"))
-            .collect::<Vec<_>>()
-            .join("\n"),
+            .collect(),
     };
     // With a digest file (as in the Bazel build-time check) success is silent: build logs
-    // show only what failed.
+    // show only what failed. As a push writes it: a line per destination.
     if let Some(path) = &plan.digest_file {
-        return write_digest_file(path, &line);
+        return write_digest_file(path, &references.join("\n"));
     }
     let left = layout.in_cache().count();
     eprintln!(
@@ -78,7 +77,7 @@ fn verify(plan: Plan) -> Result<()> {
             n => format!(" ({n} left to the remote cache)"),
         }
     );
-    print(&line)
+    print(&references.join(" "))
 }
 
 fn push(plan: Plan) -> Result<()> {
@@ -127,7 +126,7 @@ fn push(plan: Plan) -> Result<()> {
     if let (Some(path), None, false) = (&plan.digest_file, &failure, plan.dry_run) {
         failure = write_digest_file(path, &lines.join("\n")).err();
     }
-    if outcomes.len() > 1 {
+    if outcomes.len() > 1 && (!plan.quiet || failure.is_some()) {
         eprintln!("{}", report::destinations_line(&outcomes));
     }
     if plan.json {

@@ -19,13 +19,18 @@ use crate::layout::{BlobKind, Layout, Source, DOCKER_MANIFEST, DOCKER_MANIFEST_L
 use crate::push::{BlobOutcome, Event, Observer, TagOutcome};
 use crate::units::{human_duration, human_size};
 
-/// The live bars, while there are any: other lines go above them, not through them.
-static LIVE_BARS: OnceLock<MultiProgress> = OnceLock::new();
+/// The live bars, while there are any: other lines go above them, not through them. Each
+/// destination's reporter has its own, which replace the last one's.
+static LIVE_BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+fn live_bars() -> Option<MultiProgress> {
+    LIVE_BARS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// One line of diagnostics on stderr (a retry, a `--verbose` request): printed above the live
 /// bars on a terminal, so that neither garbles the other.
 fn log(text: &str) {
-    match LIVE_BARS.get() {
+    match live_bars() {
         Some(multi) => multi.suspend(|| eprintln!("{text}")),
         None => eprintln!("{text}"),
     }
@@ -115,6 +120,8 @@ pub struct Reporter {
     record: Mutex<Record>,
     bars: Option<Bars>,
     started: Instant,
+    /// When [`Reporter::finish`] was called: the JSON's time, after later destinations too.
+    finished: OnceLock<Instant>,
 }
 
 impl Reporter {
@@ -141,6 +148,7 @@ impl Reporter {
             record: Mutex::new(Record::default()),
             bars,
             started: Instant::now(),
+            finished: OnceLock::new(),
         }
     }
 
@@ -158,8 +166,10 @@ impl Reporter {
 
     /// Clears the bars and prints the summary (unless quiet, or the run failed).
     pub fn finish(&self, succeeded: bool) {
+        let _ = self.finished.set(Instant::now());
         if let Some(bars) = &self.bars {
             bars.multi.clear().ok();
+            *LIVE_BARS.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         if self.style == Style::Quiet || !succeeded {
             return;
@@ -242,11 +252,19 @@ impl Reporter {
             ));
         }
         lines.push(format!("  tags:   {}", tags.join("; ")));
-        lines.push(format!(
-            "  time:   {}",
-            human_duration(self.started.elapsed())
-        ));
+        lines.push(format!("  time:   {}", human_duration(self.took())));
         lines
+    }
+
+    /// How long this destination took: until [`Reporter::finish`], or so far.
+    fn took(&self) -> Duration {
+        let end = self.finished.get().copied().unwrap_or_else(Instant::now);
+        end.duration_since(self.started)
+    }
+
+    /// Whether it was a dry run.
+    pub fn dry_run(&self) -> bool {
+        self.record().dry_run
     }
 
     /// The result for `--format json`; `error` is the message and exit code of a failed run.
@@ -291,7 +309,7 @@ impl Reporter {
                 "skipped": totals.skipped,
                 "fetched": totals.fetched,
             },
-            "seconds": round_ms(self.started.elapsed()),
+            "seconds": round_ms(self.took()),
             "wire": {
                 "requests": wire.requests,
                 "connections": wire.connections,
@@ -526,8 +544,7 @@ struct Bars {
 impl Bars {
     fn new(bytes: u64) -> Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        // One reporter a process: a second would keep its own bars to itself.
-        let _ = LIVE_BARS.set(multi.clone());
+        *LIVE_BARS.lock().unwrap_or_else(|e| e.into_inner()) = Some(multi.clone());
         let total = multi.add(ProgressBar::new(bytes));
         total.set_style(style(
             "total        [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
@@ -606,8 +623,15 @@ pub fn destinations_line(outcomes: &[Outcome]) -> String {
             .map(|o| o.repository.to_string())
             .collect::<Vec<_>>()
     };
+    let dry_run = outcomes
+        .iter()
+        .filter_map(|o| o.reporter.as_ref())
+        .any(Reporter::dry_run);
     let groups = [
-        ("pushed", named(|o| matches!(o.result, Some(Ok(_))))),
+        (
+            if dry_run { "would push" } else { "pushed" },
+            named(|o| matches!(o.result, Some(Ok(_)))),
+        ),
         ("failed", named(|o| matches!(o.result, Some(Err(_))))),
         ("not attempted", named(|o| o.result.is_none())),
     ];

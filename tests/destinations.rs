@@ -213,3 +213,103 @@ fn a_destination_given_twice_is_pushed_once() {
     assert!(!run.stderr.contains("destinations:"), "{}", run.stderr);
     registry.assert_manifest("twice/app", "v1", &image.manifest);
 }
+
+#[test]
+fn a_dry_run_counts_the_blobs_a_later_destination_would_mount_and_writes_nothing() {
+    let registry = Registry::start();
+    let (image, layout) = image(65);
+    let (a, b) = (registry.repo("dry/app"), registry.repo("dry/mirror"));
+    let run = push_to(&layout, &[&a, &b], &["--dry-run", "--format", "json"]).ok();
+    let json = json_of(&run);
+    let outcomes_of = |i: usize| -> Vec<String> {
+        json["destinations"][i]["blobs"]
+            .as_array()
+            .expect("blobs")
+            .iter()
+            .map(|b| b["outcome"].as_str().expect("outcome").to_string())
+            .collect()
+    };
+    let count = image.blobs().len();
+    assert_eq!(outcomes_of(0), vec!["uploaded"; count]);
+    assert_eq!(outcomes_of(1), vec!["mounted"; count]);
+    assert!(
+        run.stderr
+            .contains(&format!("destinations: would push {a}, {b}\n")),
+        "{}",
+        run.stderr
+    );
+    for path in ["dry/app", "dry/mirror"] {
+        registry.assert_nothing_tagged(path, &[&image.manifest.digest]);
+    }
+}
+
+#[test]
+fn verify_names_every_destination() {
+    let (image, layout) = image(66);
+    let work = tempfile::TempDir::new().expect("temp dir");
+    let digest_file = work.path().join("digests");
+    let layout_path = layout_arg(&layout);
+    let args = [
+        "--verify",
+        "--layout",
+        &layout_path,
+        "-r",
+        "r.example.com/a",
+        "-r",
+        "r.example.com/b",
+    ];
+    let run = oci_push_with(&args, &[], None).ok();
+    let d = &image.manifest.digest;
+    assert_eq!(
+        run.stdout,
+        format!("r.example.com/a@{d} r.example.com/b@{d}\n")
+    );
+    let mut with_file = args.to_vec();
+    with_file.extend(["--digest-file", digest_file.to_str().expect("utf-8")]);
+    oci_push_with(&with_file, &[], None).ok();
+    assert_eq!(
+        std::fs::read_to_string(&digest_file).expect("digest file"),
+        format!("r.example.com/a@{d}\nr.example.com/b@{d}\n")
+    );
+}
+
+/// A password or `--insecure` given for the run would go to every registry: refused when the
+/// destinations are on more than one, before any request.
+#[test]
+fn run_wide_credentials_and_tls_overrides_are_refused_across_registries() {
+    let (one, two) = (Registry::start(), Registry::start());
+    let (image, layout) = image(67);
+    let (a, b) = (one.repo("wide/app"), two.repo("wide/app"));
+    let registries = format!("{}, {}", one.host(), two.host());
+    for (extra, env, flag) in [
+        (
+            &["--username", ALICE_USER, "--password-stdin"][..],
+            &[][..],
+            "--username",
+        ),
+        (
+            &[][..],
+            &[
+                ("OCI_PUSH_USERNAME", ALICE_USER),
+                ("OCI_PUSH_PASSWORD", "x"),
+            ][..],
+            "OCI_PUSH_USERNAME",
+        ),
+        (&["--insecure"][..], &[][..], "--insecure"),
+        (&["--plain-http"][..], &[][..], "--plain-http"),
+    ] {
+        let layout_path = layout_arg(&layout);
+        let args = args(&layout_path, &[&a, &b], extra);
+        let run = oci_push_with(&args, env, Some("pw\n"));
+        assert_eq!(run.code, 1, "{flag}: {}", run.stderr);
+        assert_eq!(
+            run.error(),
+            format!(
+                "{flag} is for one registry, and the destinations are on 2 ({registries}); push to each registry in its own run, or log in to each (docker login, a credential helper)"
+            )
+        );
+    }
+    for registry in [&one, &two] {
+        registry.assert_nothing_tagged("wide/app", &[&image.manifest.digest]);
+    }
+}

@@ -49,7 +49,8 @@ Flags after `--` go to the pusher and win over the target's values:
 * `-r`/`--repository REPO` (repeatable: several destinations) replaces the
   rule's `repository` / `repository_file` / `repositories`;
 * `-t`/`--tag TAG` (repeatable) replaces the tags of `image_tags`;
-* `--digest-file FILE` writes `REPOSITORY@sha256:...` to FILE. A relative path
+* `--digest-file FILE` writes `REPOSITORY@sha256:...` (a line per destination)
+  to FILE. A relative path
   is taken from the directory `bazel run` was called from.
 
 e.g. `bazel run //app:push -- -t v1.2.3 -r registry.example.com/team/app`

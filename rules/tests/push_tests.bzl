@@ -69,6 +69,13 @@ def _repository_file_test_impl(ctx):
     verify = [a for a in analysistest.target_actions(env) if a.mnemonic == "OciPushVerify"]
     argv = verify[0].argv
     asserts.true(env, "--repository-file" in argv, "verify argv: %s" % argv)
+    expand = [a for a in analysistest.target_actions(env) if a.mnemonic == "TemplateExpand"][0]
+    repository_args = expand.substitutions["{{repository_args}}"]
+    asserts.true(
+        env,
+        'args+=(--default-repository-file "$repository_file")' in repository_args,
+        "the run-script must pass the file as a default, which -r replaces: %s" % repository_args,
+    )
     asserts.false(env, "--tags-file" in argv, "verify argv: %s" % argv)
     runfiles = _basenames(analysistest.target_under_test(env)[DefaultInfo].default_runfiles.files.to_list())
     asserts.true(env, "repository.txt" in runfiles, "runfiles: %s" % runfiles)

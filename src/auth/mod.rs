@@ -27,7 +27,7 @@ use crate::error::{Error, Kind, Result};
 use crate::reference::Repository;
 
 /// What to authenticate with.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     /// A user name and password: Basic auth, or the token server's GET with Basic auth.
     Basic {

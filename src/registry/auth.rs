@@ -197,12 +197,25 @@ impl Auth {
                     return false;
                 };
                 let before = state.scopes.len();
+                let mut moved = false;
                 for scope in bearer.param("scope").unwrap_or_default().split(' ') {
-                    if !scope.is_empty() {
-                        add_scope(&mut state.scopes, scope);
+                    if scope.is_empty() {
+                        continue;
+                    }
+                    // Asked already, but not first: a token service that reads only the first
+                    // scope gets this one first (a later destination of the same registry).
+                    let scope = normalize_scope(scope);
+                    match state.scopes.iter().position(|s| *s == scope) {
+                        Some(0) => {}
+                        Some(at) => {
+                            let scope = state.scopes.remove(at);
+                            state.scopes.insert(0, scope);
+                            moved = true;
+                        }
+                        None => add_scope(&mut state.scopes, &scope),
                     }
                 }
-                let new_scope = state.scopes.len() > before;
+                let new_scope = state.scopes.len() > before || moved;
                 let expired = bearer.param("error") == Some("invalid_token");
                 // A token refused for a scope it already asked for (not expired, nothing new
                 // asked) stays: asking again for the same scopes would get the same answer.

@@ -150,6 +150,7 @@ impl Fetcher {
 
 pub struct Client {
     authorizing: authorize::Authorizing,
+    opened_ahead: std::sync::atomic::AtomicBool,
     policy: retry::Policy,
 }
 
@@ -199,6 +200,7 @@ impl Client {
         };
         Ok(Client {
             authorizing,
+            opened_ahead: std::sync::atomic::AtomicBool::new(false),
             policy,
         })
     }
@@ -250,6 +252,13 @@ impl Client {
     /// Opens up to `count` connections to the registry ahead of the requests that will need
     /// them (see [`ahead`]), when it speaks HTTPS; a plain-HTTP connection costs too little.
     pub fn open_ahead(&self, count: usize) {
+        // Once per client: for a later destination, the pool holds the first's connections.
+        if self
+            .opened_ahead
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
         if self.authorizing.scheme.base().starts_with("https://") {
             self.authorizing.scheme.next.wire.open_ahead(count);
         }
