@@ -153,6 +153,16 @@ for repo in e2e/only-a e2e/only-b; do
   check "override: registry has $repo:flags" has_manifest "$repo" flags "$image_digest" "$OCI_MANIFEST"
 done
 check "override: e2e/primary did not get the tag flags" lacks_manifest e2e/primary flags
+check "bazel run //:push_repository_lines (a repository_file of two lines)" \
+  bazel_run "$tmp/lines.out" //:push_repository_lines
+for repo in e2e/file-one e2e/file-two; do
+  check "repository_file lines: registry has $repo:lines" has_manifest "$repo" lines "$image_digest" "$OCI_MANIFEST"
+done
+check "bazel run //:push_repository_lines -- -r e2e/instead (the flag replaces the file)" \
+  bazel_run "$tmp/lines-override.out" //:push_repository_lines -- -r "$REGISTRY/e2e/instead"
+check "override: registry has e2e/instead:lines" has_manifest e2e/instead lines "$image_digest" "$OCI_MANIFEST"
+check "override: the file's destinations were not pushed again" \
+  equals "last line" "$(last_line "$tmp/lines-override.out")" "$REGISTRY/e2e/instead@$image_digest"
 
 # --- run-time overrides ---------------------------------------------------------
 

@@ -7,6 +7,9 @@ mod common;
 use common::pushing::{image, ALICE_PASSWORD, ALICE_USER};
 use common::token::{Policy, TokenServer};
 use common::*;
+use std::time::Duration;
+
+use common::faults::{Fault, FaultProxy, Rule};
 use serde_json::Value;
 
 /// `--layout L -r REPO... -t v1 EXTRA...`
@@ -312,4 +315,55 @@ fn run_wide_credentials_and_tls_overrides_are_refused_across_registries() {
     for registry in [&one, &two] {
         registry.assert_nothing_tagged("wide/app", &[&image.manifest.digest]);
     }
+}
+
+/// A token service that grants only the first scope asked for: the token of the first
+/// destination does not cover the second, whose refusal puts its scope first and asks again.
+#[test]
+fn a_later_destination_s_scope_goes_first_for_a_token_service_that_reads_only_the_first() {
+    let server = TokenServer::start(Policy {
+        first_scope_only: true,
+        ..Policy::default()
+    });
+    let registry = Registry::start_with(RegistryOptions::token(server.config()));
+    let (image, layout) = image(68);
+    let (a, b) = (registry.repo("first/a"), registry.repo("first/b"));
+    let login = ["--username", ALICE_USER, "--password-stdin"];
+    push_with_stdin(&layout, &[&a, &b], &login, &format!("{ALICE_PASSWORD}\n"));
+    for path in ["first/a", "first/b"] {
+        registry.assert_manifest(path, "v1", &image.manifest);
+    }
+    let firsts: Vec<String> = server
+        .requests()
+        .iter()
+        .filter_map(|r| r.scopes.first().cloned())
+        .collect();
+    assert!(
+        firsts.contains(&"repository:first/b:pull,push".to_string()),
+        "no token asked with first/b's scope first: {firsts:?}"
+    );
+}
+
+/// Each destination's JSON `seconds` is its own: the first's ends when it is done, not when
+/// the run is (here the second waits half a second for the registry's first answer).
+#[test]
+fn each_destination_s_seconds_are_its_own() {
+    let (one, two) = (Registry::start(), Registry::start());
+    // The second registry's first request waits 600 ms before it is forwarded.
+    let stall = Fault::stall(Duration::from_millis(600));
+    let slow = FaultProxy::start(&two, vec![Rule::nth(1, "*", "/v2/", stall)]);
+    let (_, layout) = image(69);
+    let (a, b) = (one.repo("time/app"), format!("{}/time/app", slow.host()));
+    let run = push_to(&layout, &[&a, &b], &["--format", "json"]).ok();
+    let json = json_of(&run);
+    let seconds = |i: usize| {
+        json["destinations"][i]["seconds"]
+            .as_f64()
+            .expect("seconds")
+    };
+    assert!(seconds(1) >= 0.6, "{json}");
+    assert!(
+        seconds(0) < 0.5,
+        "the first's time includes the second's: {json}"
+    );
 }

@@ -196,26 +196,20 @@ impl Auth {
                 let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) else {
                     return false;
                 };
-                let before = state.scopes.len();
-                let mut moved = false;
+                // The scopes the challenge names go first, in its order: a token service that
+                // reads only the first scope then grants what this request needs (a later
+                // destination of the same registry), and the scopes asked already stay.
+                let mut scopes: Vec<String> = Vec::new();
                 for scope in bearer.param("scope").unwrap_or_default().split(' ') {
-                    if scope.is_empty() {
-                        continue;
-                    }
-                    // Asked already, but not first: a token service that reads only the first
-                    // scope gets this one first (a later destination of the same registry).
-                    let scope = normalize_scope(scope);
-                    match state.scopes.iter().position(|s| *s == scope) {
-                        Some(0) => {}
-                        Some(at) => {
-                            let scope = state.scopes.remove(at);
-                            state.scopes.insert(0, scope);
-                            moved = true;
-                        }
-                        None => add_scope(&mut state.scopes, &scope),
+                    if !scope.is_empty() {
+                        add_scope(&mut scopes, scope);
                     }
                 }
-                let new_scope = state.scopes.len() > before || moved;
+                for scope in &state.scopes {
+                    add_scope(&mut scopes, scope);
+                }
+                let new_scope = scopes != state.scopes;
+                state.scopes = scopes;
                 let expired = bearer.param("error") == Some("invalid_token");
                 // A token refused for a scope it already asked for (not expired, nothing new
                 // asked) stays: asking again for the same scopes would get the same answer.

@@ -49,6 +49,8 @@ pub struct Policy {
     pub expired_first: usize,
     /// `expires_in` of the answers, and the lifetime of the tokens that are not expired.
     pub expires_in: u64,
+    /// Grant the first scope asked for only, as some token services do.
+    pub first_scope_only: bool,
 }
 
 impl Default for Policy {
@@ -65,6 +67,7 @@ impl Default for Policy {
             refresh_tokens: vec![(REFRESH_TOKEN.to_string(), ALICE.0.to_string())],
             expired_first: 0,
             expires_in: 300,
+            first_scope_only: false,
         }
     }
 }
@@ -344,7 +347,11 @@ fn answer(
         None => policy.anonymous.clone(),
     };
     let mut access = Vec::new();
-    for scope in &record.scopes {
+    let considered = match policy.first_scope_only {
+        true => record.scopes.len().min(1),
+        false => record.scopes.len(),
+    };
+    for scope in &record.scopes[..considered] {
         // type:name:actions, the name may hold colons (a port): split at the first and last.
         let Some((kind, rest)) = scope.split_once(':') else {
             continue;
