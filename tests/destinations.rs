@@ -10,7 +10,7 @@ use common::*;
 use std::time::Duration;
 
 use common::faults::{Fault, FaultProxy, Rule};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// `--layout L -r REPO... -t v1 EXTRA...`
 fn args<'a>(layout: &'a str, repos: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
@@ -366,4 +366,49 @@ fn each_destination_s_seconds_are_its_own() {
         seconds(0) < 0.5,
         "the first's time includes the second's: {json}"
     );
+}
+
+/// Podman's `auths` keys may name a namespace: two destinations on one registry, each with its
+/// own entry, each get their own credentials (a client is shared only for the same secret).
+#[test]
+fn a_namespace_s_own_credentials_go_to_its_destination_only() {
+    let registry = Registry::start();
+    let basic = Fault::status(401).with_header("www-authenticate", "Basic realm=\"registry\"");
+    let front = FaultProxy::start(
+        &registry,
+        vec![Rule::every("*", "/v2/", basic).without_credentials()],
+    );
+    let (image, layout) = image(70);
+    let (a, b) = (
+        format!("{}/team-a/app", front.host()),
+        format!("{}/team-b/app", front.host()),
+    );
+    let entry = |user: &str| json!({ "auth": common::keys::b64(format!("{user}:{user}-pw")) });
+    let sandbox = Sandbox::new();
+    let config = json!({ "auths": {
+        format!("{}/team-a", front.host()): entry("robot-a"),
+        format!("{}/team-b", front.host()): entry("robot-b"),
+    }});
+    sandbox.home_docker_config(&config);
+    let layout_path = layout_arg(&layout);
+    sandbox
+        .run(&args(&layout_path, &[&a, &b], &[]), &[], None)
+        .ok();
+    for path in ["team-a/app", "team-b/app"] {
+        registry.assert_manifest(path, "v1", &image.manifest);
+    }
+    let basic_of = |user: &str| format!("Basic {}", common::keys::b64(format!("{user}:{user}-pw")));
+    for request in front.requests() {
+        let sent = request
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value.clone());
+        let Some(sent) = sent else { continue };
+        let own = match request.target.contains("/team-a/") {
+            true => basic_of("robot-a"),
+            false => basic_of("robot-b"),
+        };
+        assert_eq!(sent, own, "{} {}", request.method, request.target);
+    }
 }
