@@ -196,15 +196,17 @@ impl Auth {
                 let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) else {
                     return false;
                 };
-                // The scopes the challenge names go first, in its order: a token service that
-                // reads only the first scope then grants what this request needs (a later
-                // destination of the same registry), and the scopes asked already stay.
+                // The scopes the challenge names go first, a push scope before the others: a
+                // token service that reads only the first scope then grants what this request
+                // needs (a later destination of the same registry; a mount's source is not
+                // worth losing the push for). The scopes asked already stay.
                 let mut scopes: Vec<String> = Vec::new();
                 for scope in bearer.param("scope").unwrap_or_default().split(' ') {
                     if !scope.is_empty() {
                         add_scope(&mut scopes, scope);
                     }
                 }
+                scopes.sort_by_key(|scope| !scope.ends_with("push"));
                 for scope in &state.scopes {
                     add_scope(&mut scopes, scope);
                 }

@@ -91,7 +91,10 @@ impl Authorizing {
                     }
                     continue;
                 }
-                if worth_again && challenges_answered < 2 {
+                // Sent with a token that another request has replaced meanwhile (its refusal
+                // brought a later destination's scopes, or a renewal): the new one may serve.
+                let replaced = !worth_again && !bare && self.auth_headers(what)? != credentials;
+                if (worth_again || replaced) && challenges_answered < 2 {
                     challenges_answered += 1;
                     continue;
                 }
