@@ -32,29 +32,28 @@ pub struct Outcome {
 
 /// Pushes to every destination of `plan` in order, up to the first failure.
 pub fn push_all(plan: &Plan, layout: &Layout, cache: Option<Arc<RemoteCache>>) -> Vec<Outcome> {
+    // Every destination's credentials and client first (no request goes out): a helper that
+    // fails, or a bad certs.d file, for the last registry ends the run before the first
+    // destination is touched, rather than after it was pushed and tagged.
     let mut clients: Vec<Shared> = Vec::new();
+    let mut chosen: Vec<usize> = Vec::new();
+    for repository in &plan.repositories {
+        match client_for(plan, repository, layout, &mut clients) {
+            Ok(at) => chosen.push(at),
+            Err(e) => return failed_before_any(plan, layout, repository, e),
+        }
+    }
     let mut outcomes: Vec<Outcome> = Vec::new();
     for (i, repository) in plan.repositories.iter().enumerate() {
         if outcomes.iter().any(|o| matches!(o.result, Some(Err(_)))) {
-            outcomes.push(Outcome {
-                repository: repository.clone(),
-                result: None,
-                reporter: None,
-            });
+            outcomes.push(not_attempted(repository));
             continue;
         }
         let reporter = Reporter::new(plan.style(), &repository.to_string(), layout);
+        let client = &clients[chosen[i]].client;
         let earlier = &plan.repositories[..i];
-        let result = push_one(
-            plan,
-            repository,
-            earlier,
-            layout,
-            &cache,
-            &reporter,
-            &mut clients,
-        )
-        .map(|digest| format!("{repository}@{digest}"));
+        let result = push_one(plan, repository, earlier, layout, &cache, &reporter, client)
+            .map(|digest| format!("{repository}@{digest}"));
         reporter.finish(result.is_ok());
         outcomes.push(Outcome {
             repository: repository.clone(),
@@ -65,12 +64,71 @@ pub fn push_all(plan: &Plan, layout: &Layout, cache: Option<Arc<RemoteCache>>) -
     outcomes
 }
 
+fn not_attempted(repository: &Repository) -> Outcome {
+    Outcome {
+        repository: repository.clone(),
+        result: None,
+        reporter: None,
+    }
+}
+
+/// The outcomes when `failed` could not be set up: it failed, none was attempted.
+fn failed_before_any(
+    plan: &Plan,
+    layout: &Layout,
+    failed: &Repository,
+    error: crate::error::Error,
+) -> Vec<Outcome> {
+    let mut error = Some(error);
+    plan.repositories
+        .iter()
+        .map(|repository| {
+            if repository != failed {
+                return not_attempted(repository);
+            }
+            let Some(error) = error.take() else {
+                return not_attempted(repository);
+            };
+            let reporter = Reporter::new(plan.style(), &repository.to_string(), layout);
+            reporter.finish(false);
+            Outcome {
+                repository: repository.clone(),
+                result: Some(Err(error)),
+                reporter: Some(reporter),
+            }
+        })
+        .collect()
+}
+
 /// A client, and the registry and secret it was made for: another destination there with the
 /// same credentials takes it (a namespace's own `auths` entry, as Podman's, gets its own).
 struct Shared {
     registry: String,
     secret: Secret,
     client: Client,
+}
+
+/// The index in `clients` of the one for `repository`, made when none fits.
+fn client_for(
+    plan: &Plan,
+    repository: &Repository,
+    layout: &Layout,
+    clients: &mut Vec<Shared>,
+) -> Result<usize> {
+    let credential = auth::find(repository, &plan.auth, plan.connection.deadline())?;
+    let shared = clients
+        .iter()
+        .position(|c| c.registry == repository.registry() && c.secret == credential.secret);
+    if let Some(at) = shared {
+        return Ok(at);
+    }
+    let secret = credential.secret.clone();
+    clients.push(Shared {
+        registry: repository.registry().to_string(),
+        secret,
+        client: connect(plan, repository, layout, credential)?,
+    });
+    Ok(clients.len() - 1)
 }
 
 fn push_one(
@@ -80,7 +138,7 @@ fn push_one(
     layout: &Layout,
     cache: &Option<Arc<RemoteCache>>,
     reporter: &Reporter,
-    clients: &mut Vec<Shared>,
+    client: &Client,
 ) -> Result<String> {
     // The first destination on this registry has every blob by now: mounts from it first.
     let first = earlier
@@ -93,22 +151,6 @@ fn push_one(
             mount_from.push(from);
         }
     }
-    let credential = auth::find(repository, &plan.auth, plan.connection.deadline())?;
-    let shared = clients
-        .iter()
-        .position(|c| c.registry == repository.registry() && c.secret == credential.secret);
-    let at = match shared {
-        Some(at) => at,
-        None => {
-            let secret = credential.secret.clone();
-            clients.push(Shared {
-                registry: repository.registry().to_string(),
-                secret,
-                client: connect(plan, repository, layout, credential)?,
-            });
-            clients.len() - 1
-        }
-    };
     let options = push::Options {
         jobs: plan.jobs,
         mount_from,
@@ -118,14 +160,7 @@ fn push_one(
         dry_run_filled: first.filter(|_| plan.dry_run).into_iter().collect(),
         cache: cache.clone(),
     };
-    push::push(
-        &clients[at].client,
-        repository,
-        layout,
-        &plan.tags,
-        &options,
-        reporter,
-    )
+    push::push(client, repository, layout, &plan.tags, &options, reporter)
 }
 
 /// The client of `repository`'s registry, with `credential` and a token scope for every

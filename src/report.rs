@@ -643,8 +643,8 @@ pub fn destinations_line(outcomes: &[Outcome]) -> String {
     format!("destinations: {}", parts.join("; "))
 }
 
-/// The result for `--format json`: the first destination's fields at the top (all there is
-/// with one), `destinations` with each one's, and `error`, what ended the run.
+/// The result for `--format json`: the first attempted destination's fields at the top (all
+/// there is with one), `destinations` with each one's, and `error`, what ended the run.
 pub fn json(outcomes: &[Outcome], tags: &[String], error: Option<(&str, u8)>) -> serde_json::Value {
     let mut top = serde_json::Value::Null;
     let mut each = Vec::new();

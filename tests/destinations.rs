@@ -412,3 +412,42 @@ fn a_namespace_s_own_credentials_go_to_its_destination_only() {
         assert_eq!(sent, own, "{} {}", request.method, request.target);
     }
 }
+
+/// Every destination's credentials are found before the first push: a helper that fails for
+/// the second registry ends the run with nothing pushed to the first.
+#[test]
+fn a_later_registry_s_failing_helper_ends_the_run_before_any_push() {
+    let (one, two) = (Registry::start(), Registry::start());
+    let (image, layout) = image(71);
+    let (a, b) = (one.repo("setup/app"), two.repo("setup/app"));
+    let sandbox = Sandbox::new();
+    sandbox.script(
+        "docker-credential-broken",
+        "#!/bin/sh\necho 'the keychain is locked' >&2\nexit 3\n",
+    );
+    sandbox.home_docker_config(&json!({ "credHelpers": { two.host(): "broken" } }));
+    let layout_path = layout_arg(&layout);
+    let run = sandbox.run(
+        &args(&layout_path, &[&a, &b], &["--format", "json"]),
+        &[],
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.error().contains("the keychain is locked"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("destinations: failed {b}; not attempted {a}\n")),
+        "{}",
+        run.stderr
+    );
+    one.assert_nothing_tagged("setup/app", &[&image.manifest.digest]);
+    let json = json_of(&run);
+    assert_eq!(
+        outcomes(&json),
+        [(a, "notAttempted".to_string()), (b, "failed".to_string())]
+    );
+}
