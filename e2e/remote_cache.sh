@@ -84,8 +84,9 @@ check "bazel build (remote cache, --remote_download_minimal) of the pushes and t
 layouts="$tmp/layouts"
 mkdir -p "$layouts"
 for image in v1 v2 evicted local; do
-  bazel build "${quiet[@]}" "//remote_cache:$image" >/dev/null 2>&1 &&
-    cp -rL "bazel-bin/remote_cache/$image" "$layouts/$image"
+  check "the layout of //remote_cache:$image, for its digests" \
+    bash -c 'bazel build "$@" && cp -rL "bazel-bin/remote_cache/'"$image"'" "'"$layouts/$image"'"' \
+    build "${quiet[@]}" "//remote_cache:$image"
 done
 v1_digest="$(layout_digest "$layouts/v1")"
 v1_layers="$(layers_of "$layouts/v1")"

@@ -338,7 +338,7 @@ impl Args {
         let for_one_registry = [
             (self.username.is_some(), "--username"),
             (
-                std::env::var("OCI_PUSH_USERNAME").is_ok_and(|u| !u.is_empty()),
+                auth::environment_credential().is_some(),
                 "OCI_PUSH_USERNAME",
             ),
             (self.connection.insecure, "--insecure"),
@@ -490,12 +490,7 @@ impl Args {
 /// on several, they would go to each (a GHCR token to ECR, `--insecure` to ghcr.io), so they
 /// are refused; each registry's own credentials come from its login (docs/auth.md).
 fn check_one_registry(repositories: &[Repository], given: &[(bool, &str)]) -> Result<()> {
-    let mut registries: Vec<&str> = Vec::new();
-    for repository in repositories {
-        if !registries.contains(&repository.registry()) {
-            registries.push(repository.registry());
-        }
-    }
+    let registries = registries(repositories);
     if registries.len() < 2 {
         return Ok(());
     }
@@ -511,6 +506,17 @@ fn check_one_registry(repositories: &[Repository], given: &[(bool, &str)]) -> Re
             registries.join(", ")
         ))),
     }
+}
+
+/// Each registry of `repositories`, once, in order.
+pub fn registries(repositories: &[Repository]) -> Vec<&str> {
+    let mut registries: Vec<&str> = Vec::new();
+    for repository in repositories {
+        if !registries.contains(&repository.registry()) {
+            registries.push(repository.registry());
+        }
+    }
+    registries
 }
 
 /// `NAME=VALUE`, as Bazel's `--remote_header`. The value may be a secret: never shown.

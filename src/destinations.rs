@@ -156,8 +156,7 @@ fn push_one(
         mount_from,
         chunk_size: plan.chunk_size,
         dry_run: plan.dry_run,
-        // What the first destination's push would have put there.
-        dry_run_filled: first.filter(|_| plan.dry_run).into_iter().collect(),
+        dry_run_after_first: plan.dry_run && first.is_some(),
         cache: cache.clone(),
     };
     push::push(client, repository, layout, &plan.tags, &options, reporter)

@@ -398,11 +398,9 @@ impl Reader<'_> {
     fn blob_path(&self, desc: &Descriptor) -> Result<PathBuf> {
         let digest = desc.digest();
         check_algorithm(digest)?;
-        let path = self
-            .dir
-            .join("blobs")
-            .join(digest.algorithm().as_ref())
-            .join(digest.digest());
+        let Some(path) = path_in(self.dir, digest.as_ref()) else {
+            return Err(Error::invalid(format!("{digest} is not a digest")));
+        };
         let meta = fs::metadata(&path).map_err(|e| {
             let why = match e.kind() {
                 std::io::ErrorKind::NotFound => "is missing".to_string(),

@@ -86,27 +86,27 @@ fn push(plan: Plan) -> Result<()> {
         layout.take_local(local);
     }
     // Only a push that may fetch from the cache asks a helper or netrc for its credentials.
-    let needed = layout.in_cache().next().is_some() && !plan.dry_run;
-    let cache = match (&plan.cache.url, needed) {
-        (Some(url), true) => Some(std::sync::Arc::new(RemoteCache::new(
+    let fetching = layout.in_cache().next().filter(|_| !plan.dry_run);
+    let cache = match (&plan.cache.url, fetching) {
+        (Some(url), Some(_)) => Some(std::sync::Arc::new(RemoteCache::new(
             url,
             &plan.cache,
             plan.auth.credential_helper.as_deref(),
             &plan.connection,
         )?)),
-        _ => None,
+        (None, Some(blob)) => {
+            return Err(Error::usage(format!(
+                "{} is a thin layout: {} blob(s), {} first, are left to the remote cache; give \
+                 --remote-cache URL (the build setting @rules_oci_push//settings:remote_cache sets it for bazel run)",
+                plan.layout.display(),
+                layout.in_cache().count(),
+                blob.digest
+            )))
+        }
+        (_, None) => None,
     };
-    if let (Some(blob), None, false) = (layout.in_cache().next(), &cache, plan.dry_run) {
-        return Err(Error::usage(format!(
-            "{} is a thin layout: {} blob(s), {} first, are left to the remote cache; give \
-             --remote-cache URL (the build setting @rules_oci_push//settings:remote_cache sets it for bazel run)",
-            plan.layout.display(),
-            layout.in_cache().count(),
-            blob.digest
-        )));
-    }
     if plan.connection.insecure {
-        for registry in registries(&plan) {
+        for registry in cli::registries(&plan.repositories) {
             eprintln!(
                 "warning: --insecure: the TLS certificate of {registry} is not verified (other hosts' still are)"
             );
@@ -127,13 +127,14 @@ fn push(plan: Plan) -> Result<()> {
         failure = write_digest_file(path, &lines.join("\n")).err();
     }
     if outcomes.len() > 1 && (!plan.quiet || failure.is_some()) {
-        eprintln!("{}", report::destinations_line(&outcomes));
+        eprintln!("{}", report::destinations_line(&outcomes, plan.dry_run));
     }
     if plan.json {
         let error = failure
             .as_ref()
             .map(|e| (e.message(), e.kind().exit_code()));
-        print(&report::json(&outcomes, &plan.tags, error).to_string())?;
+        let json = report::json(&outcomes, &layout.top().digest, &plan.tags, error);
+        print(&json.to_string())?;
     }
     if let Some(e) = failure {
         return Err(e);
@@ -142,17 +143,6 @@ fn push(plan: Plan) -> Result<()> {
         true => Ok(()),
         false => print(&lines.join(" ")),
     }
-}
-
-/// Each registry of the destinations, once.
-fn registries(plan: &Plan) -> Vec<&str> {
-    let mut registries: Vec<&str> = Vec::new();
-    for repository in &plan.repositories {
-        if !registries.contains(&repository.registry()) {
-            registries.push(repository.registry());
-        }
-    }
-    registries
 }
 
 fn write_digest_file(path: &std::path::Path, line: &str) -> Result<()> {

@@ -262,11 +262,6 @@ impl Reporter {
         end.duration_since(self.started)
     }
 
-    /// Whether it was a dry run.
-    pub fn dry_run(&self) -> bool {
-        self.record().dry_run
-    }
-
     /// The result for `--format json`; `error` is the message and exit code of a failed run.
     pub fn json(&self, error: Option<(&str, u8)>) -> serde_json::Value {
         let record = self.record();
@@ -615,7 +610,7 @@ fn short(digest: &str) -> String {
 
 /// After a push to several destinations, one line on stderr saying what became of each:
 /// `destinations: pushed A, B; failed C; not attempted D`.
-pub fn destinations_line(outcomes: &[Outcome]) -> String {
+pub fn destinations_line(outcomes: &[Outcome], dry_run: bool) -> String {
     let named = |pick: fn(&Outcome) -> bool| {
         outcomes
             .iter()
@@ -623,10 +618,6 @@ pub fn destinations_line(outcomes: &[Outcome]) -> String {
             .map(|o| o.repository.to_string())
             .collect::<Vec<_>>()
     };
-    let dry_run = outcomes
-        .iter()
-        .filter_map(|o| o.reporter.as_ref())
-        .any(Reporter::dry_run);
     let groups = [
         (
             if dry_run { "would push" } else { "pushed" },
@@ -645,12 +636,16 @@ pub fn destinations_line(outcomes: &[Outcome]) -> String {
 
 /// The result for `--format json`: the first attempted destination's fields at the top (all
 /// there is with one), `destinations` with each one's, and `error`, what ended the run.
-pub fn json(outcomes: &[Outcome], tags: &[String], error: Option<(&str, u8)>) -> serde_json::Value {
+pub fn json(
+    outcomes: &[Outcome],
+    digest: &str,
+    tags: &[String],
+    error: Option<(&str, u8)>,
+) -> serde_json::Value {
     let mut top = serde_json::Value::Null;
     let mut each = Vec::new();
     for outcome in outcomes {
         let (Some(reporter), Some(result)) = (&outcome.reporter, &outcome.result) else {
-            let digest = top["digest"].as_str().unwrap_or_default();
             each.push(json!({
                 "repository": outcome.repository.to_string(),
                 "reference": format!("{}@{digest}", outcome.repository),

@@ -96,6 +96,15 @@ fn thin_layout(image: &Image, full: &TempDir) -> TempDir {
     thin
 }
 
+/// [`sample`] `seed`, its thin layout, and every blob of it in `cache` (configs and manifests
+/// too: fetching one would show).
+fn in_cache(cache: &Cache, seed: u64) -> (Image, TempDir, TempDir) {
+    let (image, full) = sample(seed);
+    let thin = thin_layout(&image, &full);
+    cache.put_layout(full.path());
+    (image, full, thin)
+}
+
 /// `oci-push --layout LAYOUT -r REPO -t v1 [--remote-cache URL] EXTRA...` in `sandbox`, with
 /// `env` on top of its clean environment and `stdin` piped in.
 fn push_in(
@@ -126,11 +135,6 @@ fn push(layout: &TempDir, repo: &str, cache: &str, extra: &[&str]) -> Run {
         &[],
         None,
     )
-}
-
-fn json_of(run: &Run) -> Value {
-    serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{}", run.stdout))
 }
 
 /// Each blob's `(digest, kind, from, outcome)` in a push's JSON, sorted.
@@ -211,10 +215,8 @@ fn with_new_layer(base: &Image, at: usize, seed: u64) -> (Image, TempDir) {
 fn a_cold_push_fetches_each_layer_once_and_no_config_or_manifest() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(1);
-    let thin = thin_layout(&image, &full);
     // The cache holds every blob, config and manifest included: fetching one would show.
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 1);
     let run = push(
         &thin,
         &registry.repo("cold/app"),
@@ -245,7 +247,7 @@ fn a_cold_push_fetches_each_layer_once_and_no_config_or_manifest() {
     assert_eq!(seen, expected);
 
     assert_image(&registry, "cold/app", &image);
-    let json = json_of(&run);
+    let json = run.json();
     assert_eq!(json["digest"], image.manifest.digest.as_str());
     assert_eq!(json["error"], Value::Null);
     assert_eq!(
@@ -268,9 +270,7 @@ fn a_cold_push_fetches_each_layer_once_and_no_config_or_manifest() {
 fn a_re_push_fetches_nothing() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(2);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 2);
     let repo = registry.repo("again/app");
     push(&thin, &repo, &cache.url(), &[]).ok();
     let first = cache.requests();
@@ -286,7 +286,7 @@ fn a_re_push_fetches_nothing() {
         &["-t", "v2", "--format", "json"],
     )
     .ok();
-    assert_eq!(json_of(&tagged)["bytes"]["fetched"], 0);
+    assert_eq!(tagged.json()["bytes"]["fetched"], 0);
     assert_eq!(registry.tags("again/app"), ["v1", "v2"]);
     assert_eq!(cache.requests(), first, "the re-pushes asked the cache");
 }
@@ -318,9 +318,7 @@ fn an_image_sharing_all_layers_but_one_fetches_only_the_new_one() {
 fn layers_mounted_from_another_repository_are_not_fetched() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(4);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 4);
     push(&thin, &registry.repo("one/app"), &cache.url(), &[]).ok();
     let before = cache.requests();
     assert_eq!(before.len(), 3);
@@ -334,7 +332,7 @@ fn layers_mounted_from_another_repository_are_not_fetched() {
     )
     .ok();
     assert_eq!(cache.requests(), before, "a mounted push asked the cache");
-    let json = json_of(&run);
+    let json = run.json();
     assert_eq!(
         blob_reports(&json),
         expected_reports(&image, &["remoteCache"; 3], "mounted")
@@ -351,9 +349,7 @@ fn layers_mounted_from_another_repository_are_not_fetched() {
 fn an_evicted_layer_fails_the_push_untagged_with_exit_8_until_it_is_back() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(5);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, full, thin) = in_cache(&cache, 5);
     let evicted = &image.layers[1];
     cache.evict(hex(evicted));
     let repo = registry.repo("evicted/app");
@@ -412,7 +408,7 @@ fn a_local_full_layout_is_read_from_disk_and_nothing_is_fetched() {
     )
     .ok();
     assert_eq!(cache.requests(), [], "the cache was asked");
-    let json = json_of(&run);
+    let json = run.json();
     assert_eq!(
         blob_reports(&json),
         expected_reports(&image, &["file"; 3], "uploaded")
@@ -431,9 +427,7 @@ fn a_local_full_layout_is_read_from_disk_and_nothing_is_fetched() {
 fn a_local_blob_of_the_wrong_size_or_missing_is_fetched_and_only_it() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(7);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 7);
     let local = image_layout(&image);
     let short = &image.layers[1].bytes[..LAYER - 1];
     std::fs::write(blob_path(local.path(), &image.layers[1]), short).expect("shorten a blob");
@@ -448,7 +442,7 @@ fn a_local_blob_of_the_wrong_size_or_missing_is_fetched_and_only_it() {
     .ok();
     assert_eq!(fetches(&cache, &image.layers), [0, 1, 1]);
     assert_eq!(cache.requests().len(), 2, "{:#?}", cache.requests());
-    let json = json_of(&run);
+    let json = run.json();
     assert_eq!(
         blob_reports(&json),
         expected_reports(&image, &["file", "remoteCache", "remoteCache"], "uploaded")
@@ -461,9 +455,7 @@ fn a_local_blob_of_the_wrong_size_or_missing_is_fetched_and_only_it() {
 fn a_local_blob_of_the_right_size_but_other_bytes_is_refused_as_corrupt() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(8);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 8);
     let local = image_layout(&image);
     let corrupt = blob_path(local.path(), &image.layers[0]);
     std::fs::write(&corrupt, pseudo_random(8_888, LAYER)).expect("corrupt a blob");
@@ -612,9 +604,7 @@ fn assert_authorized(cache: &Cache, count: usize) {
 fn a_cache_refusing_no_credentials_is_exit_8_with_the_way_out() {
     let registry = Registry::start();
     let cache = basic_cache();
-    let (image, full) = sample(10);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 10);
     let run = push(&thin, &registry.repo("noauth/app"), &cache.url(), &[]);
     assert_refused(
         &run,
@@ -633,9 +623,7 @@ fn a_cache_refusing_no_credentials_is_exit_8_with_the_way_out() {
 fn credentials_in_the_url_serve_and_are_never_shown() {
     let registry = Registry::start();
     let cache = basic_cache();
-    let (image, full) = sample(11);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 11);
     let repo = registry.repo("url/app");
     let run = push(&thin, &repo, &url_with_credentials(&cache), &["--verbose"]);
     assert_pushed(&run, &registry, &repo, "url/app", &image);
@@ -648,9 +636,7 @@ fn credentials_in_the_url_serve_and_are_never_shown() {
 fn a_netrc_entry_for_the_cache_s_host_serves() {
     let registry = Registry::start();
     let cache = basic_cache();
-    let (image, full) = sample(12);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 12);
     let netrc = format!("machine 127.0.0.1\n  login {CACHE_USER}\n  password {CACHE_PASSWORD}\n");
     let sandbox = Sandbox::new();
 
@@ -696,9 +682,7 @@ fn a_netrc_entry_for_the_cache_s_host_serves() {
 fn a_remote_cache_header_serves_and_is_never_shown() {
     let registry = Registry::start();
     let cache = basic_cache();
-    let (image, full) = sample(13);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 13);
     let header = format!("authorization={}", basic_auth(CACHE_USER, CACHE_PASSWORD));
     let repo = registry.repo("header/app");
     let run = push(
@@ -755,9 +739,7 @@ fn helper_uris(log: &Path) -> Vec<String> {
 fn a_bazel_credential_helper_answering_for_the_cache_s_url_serves() {
     let registry = Registry::start();
     let cache = basic_cache();
-    let (image, full) = sample(14);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 14);
     let sandbox = Sandbox::new();
     let (helper, log) = cache_helper(&sandbox, &cache, &basic_auth(CACHE_USER, CACHE_PASSWORD));
     let repo = registry.repo("helper/app");
@@ -788,9 +770,7 @@ fn a_bazel_credential_helper_answering_for_the_cache_s_url_serves() {
 fn the_url_s_credentials_win_over_an_authorization_header() {
     let registry = Registry::start();
     let cache = basic_cache();
-    let (image, full) = sample(27);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 27);
     let wrong = format!("authorization={}", basic_auth(CACHE_USER, "wrong"));
     let repo = registry.repo("first/url");
     let run = push(
@@ -807,9 +787,7 @@ fn the_url_s_credentials_win_over_an_authorization_header() {
 fn an_authorization_header_wins_over_the_helper_and_netrc_which_are_not_asked() {
     let registry = Registry::start();
     let cache = basic_cache();
-    let (image, full) = sample(28);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 28);
     let sandbox = Sandbox::new();
     let (helper, log) = cache_helper(&sandbox, &cache, &basic_auth(CACHE_USER, "from-helper"));
     let netrc = format!("machine 127.0.0.1 login {CACHE_USER} password from-netrc\n");
@@ -844,9 +822,7 @@ fn an_authorization_header_wins_over_the_helper_and_netrc_which_are_not_asked() 
 fn the_cache_s_credentials_do_not_follow_a_redirect_to_another_origin() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(29);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 29);
     let moved = &image.layers[0];
     let path = format!("/cas/{}", hex(moved));
     // Another origin, serving the same cache.
@@ -956,9 +932,7 @@ fn a_netrc_entry_for_the_cache_s_host_is_not_sent_to_a_registry_on_the_same_host
 fn a_cache_holding_other_bytes_under_a_digest_fails_the_push() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(30);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 30);
     let stored = |bytes: &[u8]| {
         let file = cache.storage().join("cas").join(hex(&image.layers[0]));
         std::fs::write(file, bytes).expect("overwrite a cached blob");
@@ -1194,9 +1168,7 @@ fn faulty_cache(cache: &Cache, blob: &Blob, faults: Vec<(usize, Fault)>) -> Faul
 fn a_cache_answering_500_once_is_retried() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(23);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 23);
     let failing = &image.layers[0];
     let front = faulty_cache(&cache, failing, vec![(1, Fault::status(500))]);
     let repo = registry.repo("retry500/app");
@@ -1211,13 +1183,33 @@ fn a_cache_answering_500_once_is_retried() {
     assert!(retries[0].contains("answered 500"), "{}", retries[0]);
 }
 
+/// 501 is an answer, as from a registry: not retried (the one rule of `is_transient`).
+#[test]
+fn a_cache_answering_501_is_not_retried() {
+    let registry = Registry::start();
+    let cache = Cache::start();
+    let (image, _full, thin) = in_cache(&cache, 31);
+    let failing = &image.layers[0];
+    let front = faulty_cache(&cache, failing, vec![(0, Fault::status(501))]);
+    let repo = registry.repo("retry501/app");
+    let run = push(&thin, &repo, &front.url(), &[]);
+    assert_refused(
+        &run,
+        &registry,
+        "retry501/app",
+        8,
+        &["answered 501 Not Implemented"],
+    );
+    let path = format!("/cas/{}", hex(failing));
+    assert_eq!(front.count("GET", &path), 1, "{}", front.describe());
+    assert!(retry_lines(&run.stderr).is_empty(), "{}", run.stderr);
+}
+
 #[test]
 fn a_cache_answer_cut_short_is_retried() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(24);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 24);
     let failing = &image.layers[2];
     let front = faulty_cache(&cache, failing, vec![(1, Fault::Truncate)]);
     let repo = registry.repo("cut/app");
@@ -1232,9 +1224,7 @@ fn a_cache_answer_cut_short_is_retried() {
 fn a_cache_answer_cut_short_every_time_fails_with_exit_8() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(25);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 25);
     let failing = &image.layers[1];
     let front = faulty_cache(&cache, failing, vec![(0, Fault::Truncate)]);
     let run = push(
@@ -1268,9 +1258,7 @@ fn a_cache_answer_cut_short_every_time_fails_with_exit_8() {
 fn a_dry_run_of_a_thin_layout_fetches_nothing() {
     let registry = Registry::start();
     let cache = Cache::start();
-    let (image, full) = sample(26);
-    let thin = thin_layout(&image, &full);
-    cache.put_layout(full.path());
+    let (image, _full, thin) = in_cache(&cache, 26);
     let repo = registry.repo("dry/app");
     let expected = format!("{repo}@{}", image.manifest.digest);
 
@@ -1292,7 +1280,7 @@ fn a_dry_run_of_a_thin_layout_fetches_nothing() {
         &["--dry-run", "--format", "json"],
     )
     .ok();
-    let json = json_of(&run);
+    let json = run.json();
     assert_eq!(json["dryRun"], true);
     assert_eq!(json["digest"], image.manifest.digest.as_str());
 

@@ -17,15 +17,19 @@ fake_layout = rule(
     doc = "A directory standing in for an OCI layout (never read: the pusher is fake).",
 )
 
+def _actions(env, mnemonic):
+    """The actions of the target under test with this mnemonic."""
+    return [a for a in analysistest.target_actions(env) if a.mnemonic == mnemonic]
+
 # --- failures -------------------------------------------------------------
 
-def _failure_test(message):
+def _failure_test(message, config_settings = {}):
     def _impl(ctx):
         env = analysistest.begin(ctx)
         asserts.expect_failure(env, message)
         return analysistest.end(env)
 
-    return analysistest.make(_impl, expect_failure = True)
+    return analysistest.make(_impl, expect_failure = True, config_settings = config_settings)
 
 both_repository_test = _failure_test("set exactly one of repository, repository_file and repositories (got repository and repository_file)")
 no_repository_test = _failure_test("set exactly one of repository, repository_file and repositories (got none)")
@@ -53,7 +57,7 @@ def _wiring_test_impl(ctx):
 
     validation = target[OutputGroupInfo]._validation.to_list()
     asserts.equals(env, ["push.digest"], _basenames(validation))
-    verify = [a for a in analysistest.target_actions(env) if a.mnemonic == "OciPushVerify"]
+    verify = _actions(env, "OciPushVerify")
     asserts.equals(env, 1, len(verify))
     argv = verify[0].argv
     asserts.true(env, argv[0].endswith("fake_pusher.sh"), "verify runs %s" % argv[0])
@@ -66,10 +70,10 @@ wiring_test = analysistest.make(_wiring_test_impl)
 
 def _repository_file_test_impl(ctx):
     env = analysistest.begin(ctx)
-    verify = [a for a in analysistest.target_actions(env) if a.mnemonic == "OciPushVerify"]
+    verify = _actions(env, "OciPushVerify")
     argv = verify[0].argv
     asserts.true(env, "--repository-file" in argv, "verify argv: %s" % argv)
-    expand = [a for a in analysistest.target_actions(env) if a.mnemonic == "TemplateExpand"][0]
+    expand = _actions(env, "TemplateExpand")[0]
     repository_args = expand.substitutions["{{repository_args}}"]
     asserts.true(
         env,
@@ -92,7 +96,7 @@ def _cross_platform_test_impl(ctx):
     runfiles = _basenames(target[DefaultInfo].default_runfiles.files.to_list())
     asserts.true(env, "fake_pusher_windows.sh" in runfiles, "runfiles: %s" % runfiles)
     asserts.false(env, "fake_pusher.sh" in runfiles, "runfiles: %s" % runfiles)
-    verify = [a for a in analysistest.target_actions(env) if a.mnemonic == "OciPushVerify"]
+    verify = _actions(env, "OciPushVerify")
     asserts.true(env, verify[0].argv[0].endswith("/fake_pusher.sh"), "verify runs %s" % verify[0].argv[0])
     return analysistest.end(env)
 
@@ -107,11 +111,10 @@ def _mount_from_test_impl(ctx):
     # mount_from becomes --mount-from flags of the run-script, in order and shell-quoted; the
     # build-time check (offline) gets none.
     env = analysistest.begin(ctx)
-    actions = analysistest.target_actions(env)
-    expand = [a for a in actions if a.mnemonic == "TemplateExpand"]
+    expand = _actions(env, "TemplateExpand")
     asserts.equals(env, 1, len(expand))
     asserts.equals(env, ctx.attr.want_mount_args, expand[0].substitutions["{{mount_args}}"])
-    verify = [a for a in actions if a.mnemonic == "OciPushVerify"]
+    verify = _actions(env, "OciPushVerify")
     asserts.false(env, "--mount-from" in verify[0].argv, "verify argv: %s" % verify[0].argv)
     return analysistest.end(env)
 
@@ -124,14 +127,13 @@ def _repositories_test_impl(ctx):
     # Each destination is a default of the run-script, in order (flags after `--` replace
     # them), and a --repository of the build-time check.
     env = analysistest.begin(ctx)
-    actions = analysistest.target_actions(env)
-    expand = [a for a in actions if a.mnemonic == "TemplateExpand"][0]
+    expand = _actions(env, "TemplateExpand")[0]
     asserts.equals(
         env,
         "args+=(--default-repository 'r.example.com/a')\nargs+=(--default-repository 'r.example.com/a-mirror')",
         expand.substitutions["{{repository_args}}"],
     )
-    argv = [a for a in actions if a.mnemonic == "OciPushVerify"][0].argv
+    argv = _actions(env, "OciPushVerify")[0].argv
     repositories = [argv[i + 1] for i in range(len(argv) - 1) if argv[i] == "--repository"]
     asserts.equals(env, ["r.example.com/a", "r.example.com/a-mirror"], repositories)
     return analysistest.end(env)
@@ -155,12 +157,7 @@ def _with_remote_cache(url):
     return {_REMOTE_CACHE: url}
 
 def _remote_cache_failure_test(message, url):
-    def _impl(ctx):
-        env = analysistest.begin(ctx)
-        asserts.expect_failure(env, message)
-        return analysistest.end(env)
-
-    return analysistest.make(_impl, expect_failure = True, config_settings = _with_remote_cache(url))
+    return _failure_test(message, config_settings = _with_remote_cache(url))
 
 grpc_cache_test = _remote_cache_failure_test(
     "gRPC remote caches are not supported yet",
@@ -181,8 +178,7 @@ def _remote_cache_test_impl(ctx):
     # downloads it for them. The run-script passes the cache and where the full layout is.
     env = analysistest.begin(ctx)
     target = analysistest.target_under_test(env)
-    actions = analysistest.target_actions(env)
-    full = [a for a in actions if a.mnemonic == "OciPushThinLayout"]
+    full = _actions(env, "OciPushThinLayout")
     asserts.equals(env, 1, len(full))
     thin = full[0].outputs.to_list()
     asserts.equals(env, ["push.thin"], _basenames(thin))
@@ -194,19 +190,21 @@ def _remote_cache_test_impl(ctx):
     asserts.true(env, "push.thin" in runfiles, "runfiles lack the thin layout: %s" % runfiles)
     asserts.false(env, "layout" in runfiles, "runfiles hold the full layout: %s" % runfiles)
 
-    verify = [a for a in actions if a.mnemonic == "OciPushVerify"]
+    verify = _actions(env, "OciPushVerify")
     inputs = _basenames(verify[0].inputs.to_list())
     asserts.true(env, "push.thin" in inputs, "verify inputs: %s" % inputs)
     asserts.false(env, "layout" in inputs, "verify reads the full layout: %s" % inputs)
 
-    expand = [a for a in actions if a.mnemonic == "TemplateExpand"][0]
+    expand = _actions(env, "TemplateExpand")[0]
     cache_args = expand.substitutions["{{cache_args}}"]
     asserts.true(
         env,
         "args+=(--remote-cache 'http://127.0.0.1:9090/cache')" in cache_args,
         "cache args: %s" % cache_args,
     )
-    asserts.true(env, "--local-layout" in cache_args, "cache args: %s" % cache_args)
+    layout = [f for f in full[0].inputs.to_list() if f.basename == "layout"][0]
+    local = "args+=(--local-layout \"$execroot\"/'%s')" % layout.path
+    asserts.true(env, local in cache_args, "cache args lack %s: %s" % (local, cache_args))
     return analysistest.end(env)
 
 remote_cache_test = analysistest.make(
@@ -216,9 +214,8 @@ remote_cache_test = analysistest.make(
 
 def _no_remote_cache_test_impl(ctx):
     env = analysistest.begin(ctx)
-    actions = analysistest.target_actions(env)
-    asserts.equals(env, [], [a for a in actions if a.mnemonic == "OciPushThinLayout"])
-    expand = [a for a in actions if a.mnemonic == "TemplateExpand"][0]
+    asserts.equals(env, [], _actions(env, "OciPushThinLayout"))
+    expand = _actions(env, "TemplateExpand")[0]
     asserts.equals(env, "# (no remote cache)", expand.substitutions["{{cache_args}}"])
     return analysistest.end(env)
 

@@ -112,16 +112,11 @@ pub fn find(repository: &Repository, options: &Options, deadline: Instant) -> Re
             source: "--username".to_string(),
         });
     }
-    if let (Ok(username), Ok(password)) = (
-        std::env::var("OCI_PUSH_USERNAME"),
-        std::env::var("OCI_PUSH_PASSWORD"),
-    ) {
-        if !username.is_empty() {
-            return Ok(Credential {
-                secret: Secret::Basic { username, password },
-                source: "OCI_PUSH_USERNAME/OCI_PUSH_PASSWORD".to_string(),
-            });
-        }
+    if let Some((username, password)) = environment_credential() {
+        return Ok(Credential {
+            secret: Secret::Basic { username, password },
+            source: "OCI_PUSH_USERNAME/OCI_PUSH_PASSWORD".to_string(),
+        });
     }
     if let Some(helper) = &options.credential_helper {
         if let Some(found) = bazel_helper::get(helper, repository, deadline)? {
@@ -135,6 +130,13 @@ pub fn find(repository: &Repository, options: &Options, deadline: Instant) -> Re
         return Ok(found);
     }
     Ok(Credential::anonymous())
+}
+
+/// `OCI_PUSH_USERNAME` (not empty) and `OCI_PUSH_PASSWORD`, when both are set.
+pub fn environment_credential() -> Option<(String, String)> {
+    let username = std::env::var("OCI_PUSH_USERNAME").ok()?;
+    let password = std::env::var("OCI_PUSH_PASSWORD").ok()?;
+    (!username.is_empty()).then_some((username, password))
 }
 
 /// Runs a credential helper as `PROGRAM get` with `input` on stdin and returns its JSON answer,

@@ -94,6 +94,9 @@ impl RemoteCache {
                 headers.push(crate::auth::basic_header(&login, &password));
             }
         }
+        // The bytes as stored, whose length the descriptor gives; Bazel asks for no encoding
+        // either.
+        headers.push(("accept-encoding".to_string(), "identity".to_string()));
         Ok(RemoteCache {
             fetcher: Fetcher::new(&parsed.authority, connection)?,
             base: parsed.base,
@@ -162,9 +165,6 @@ impl<'a> CacheBlob<'a> {
         let whole = offset == 0 && len == blob.size;
         let end = offset.saturating_add(len);
         let mut headers = self.cache.headers.clone();
-        // The bytes as stored, whose length the descriptor gives; Bazel asks for no encoding
-        // either.
-        headers.push(("accept-encoding".to_string(), "identity".to_string()));
         if !whole && len > 0 {
             headers.push(("range".to_string(), format!("bytes={offset}-{}", end - 1)));
         }
@@ -275,10 +275,7 @@ impl<'a> CacheBlob<'a> {
                 self.blob.digest
             ),
         );
-        let transient = status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT;
-        match transient {
+        match registry::is_transient(status) {
             true => error.transient(retry_after),
             false => error,
         }

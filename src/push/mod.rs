@@ -81,9 +81,9 @@ pub struct Options {
     pub chunk_size: Option<u64>,
     /// Only ask (reads: HEAD, the tag list) and report what a push would do; write nothing.
     pub dry_run: bool,
-    /// Repositories a dry run counts as holding every blob: the destinations before this one,
-    /// which the push itself would have filled. Their blobs would be mounted.
-    pub dry_run_filled: Vec<String>,
+    /// A dry run of a later destination: the first on its registry (`mount_from`'s first)
+    /// would have every blob by now, so each one it lacks would be mounted.
+    pub dry_run_after_first: bool,
     /// Where the blobs a thin layout leaves out come from.
     pub cache: Option<std::sync::Arc<crate::cache::RemoteCache>>,
 }
@@ -397,7 +397,7 @@ impl Steps<'_> {
         if self.blob_exists(blob, self.repository.path())? {
             return Ok(BlobOutcome::Exists);
         }
-        if !self.options.dry_run_filled.is_empty() {
+        if self.options.dry_run_after_first {
             return Ok(BlobOutcome::Mounted);
         }
         for from in &self.options.mount_from {

@@ -47,7 +47,7 @@ use crate::auth::Credential;
 use crate::error::{Error, Result};
 use crate::reference::Repository;
 
-pub use error::{retry_after, Refusal};
+pub use error::{is_transient, retry_after, Refusal};
 pub use resolve::Pin;
 pub use url::{is_loopback_host, redact, split_authority, with_query};
 pub use wire::{BodyFailed, BodySource, Payload, StreamBody};
@@ -108,7 +108,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// GETs from a server that is not the registry (Bazel's remote cache), on its own wire: the
 /// same TLS trust, proxies, `--resolve` and deadline as the registry's, and none of its
-/// credentials. Failures are `Kind::Cache`, but for running out of `--timeout`.
+/// credentials. Its connection failures are `Kind::Cache` (the wire's `Peer::Cache`).
 pub struct Fetcher {
     wire: wire::Wire,
 }
@@ -141,10 +141,7 @@ impl Fetcher {
     ) -> Result<Response<ureq::Body>> {
         self.wire
             .send(&Method::GET, url, headers, Payload::Empty, what)
-            .map_err(|(e, _)| match e.kind() {
-                crate::error::Kind::Timeout => e,
-                _ => e.of_kind(crate::error::Kind::Cache),
-            })
+            .map_err(|(e, _)| e)
     }
 }
 

@@ -703,6 +703,12 @@ pub struct Run {
 }
 
 impl Run {
+    /// stdout as the one JSON object of `--format json`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{}", self.stdout))
+    }
+
     pub fn last_line(&self) -> &str {
         self.stdout.lines().last().unwrap_or("")
     }
