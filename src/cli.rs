@@ -7,6 +7,7 @@ run-script can pass the rule's values first and the user's `"$@"` after them.
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use crate::artifact;
 use crate::auth;
 use crate::cache;
 use crate::error::{Error, Result};
@@ -22,9 +23,11 @@ oci-push: push an OCI image layout to a registry, by digest, then its tags
 USAGE:
     oci-push --layout DIR --repository REPO [--tags-file FILE] [-t TAG]... [OPTIONS]
     oci-push --verify --layout DIR [--tags-file FILE] [-t TAG]... [--repository REPO]
+    oci-push --write-artifact OUT --layout DIR --artifact-type TYPE [--artifact-file FILE]...
 
 Pushes every blob the registry does not have yet, then every manifest by digest (the
-children of an index before the index), and only then applies the tags, one at a time,
+children of an index before the index), then the referrers (--referrer), and only then
+applies the tags, one at a time,
 in order, stopping at the first that fails. Prints REPO@DIGEST as the last line of stdout;
 progress and errors go to stderr.
 
@@ -45,6 +48,12 @@ OPTIONS:
     -t, --tag TAG            A tag to apply; repeatable. Tags given with --tag replace
                              those of --tags-file.
     --digest-file FILE       Also write REPO@DIGEST to FILE, a line per destination.
+    --referrer DIR           An artifact to push with the image (an SBOM, a signature): an
+                             OCI layout of one manifest whose subject is the image or one
+                             of its manifests, checked before any request. Repeatable; the
+                             referrers go up after the image and before its tags, and a
+                             registry without the referrers API gets the fallback tag
+                             index <alg>-<hex> (docs/referrers.md).
 
 AUTHENTICATION (first found wins; see docs/auth.md):
     --username USER          Log in as USER, with the password read from stdin
@@ -126,6 +135,16 @@ OTHER:
     --write-thin-layout DIR  With --verify: also write the layout's thin copy to DIR
                              (index.json, manifests, configs and the list of the layers
                              left out, with their sizes), for pushing with --remote-cache.
+    --write-artifact DIR     Write a referrer's layout to DIR (new or empty) instead of
+                             pushing: one manifest whose subject is --layout's image, with
+                             the files below (what the oci_artifact rule runs).
+    --artifact-type TYPE     Its artifactType, e.g. application/spdx+json.
+    --artifact-file FILE[:MEDIA_TYPE]
+                             A file it carries, as a layer of MEDIA_TYPE (default
+                             application/octet-stream); repeatable.
+    --annotation KEY=VALUE   An annotation of its manifest; repeatable.
+    --subject-platform OS/ARCH[/VARIANT]
+                             With an index as --layout: refer to that platform's manifest.
     -h, --help               Print this help.
     -V, --version            Print the version.
 
@@ -178,6 +197,12 @@ struct Args {
     remote_cache_headers: Vec<String>,
     local_layout: Option<PathBuf>,
     write_thin_layout: Option<PathBuf>,
+    referrers: Vec<PathBuf>,
+    write_artifact: Option<PathBuf>,
+    artifact_type: Option<String>,
+    artifact_files: Vec<String>,
+    annotations: Vec<String>,
+    subject_platform: Option<String>,
 }
 
 /// What to do, checked and resolved.
@@ -187,6 +212,7 @@ pub enum Command {
     Version,
     Push(Plan),
     Verify(Plan),
+    WriteArtifact(artifact::Spec),
 }
 
 #[derive(Debug)]
@@ -216,6 +242,8 @@ pub struct Plan {
     pub local_layout: Option<PathBuf>,
     /// `--verify` also writes the thin layout here.
     pub write_thin_layout: Option<PathBuf>,
+    /// Layouts of artifacts whose subject is the image, pushed after it, before the tags.
+    pub referrers: Vec<PathBuf>,
 }
 
 /// Enough that the last layers of an image do not go up alone while the registry idles
@@ -314,8 +342,42 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Long("write-thin-layout") => {
                 args.write_thin_layout = Some(parser.value().map_err(usage)?.into());
             }
+            Long("referrer") => args.referrers.push(parser.value().map_err(usage)?.into()),
+            Long("write-artifact") => {
+                args.write_artifact = Some(parser.value().map_err(usage)?.into());
+            }
+            Long("artifact-type") => {
+                let value = string(parser.value().map_err(usage)?, "--artifact-type")?;
+                args.artifact_type = Some(value);
+            }
+            Long("artifact-file") => {
+                let value = string(parser.value().map_err(usage)?, "--artifact-file")?;
+                args.artifact_files.push(value);
+            }
+            Long("annotation") => {
+                let value = string(parser.value().map_err(usage)?, "--annotation")?;
+                args.annotations.push(value);
+            }
+            Long("subject-platform") => {
+                let value = string(parser.value().map_err(usage)?, "--subject-platform")?;
+                args.subject_platform = Some(value);
+            }
             _ => return Err(usage(arg.unexpected())),
         }
+    }
+    if args.write_artifact.is_some() {
+        return args.artifact().map(Command::WriteArtifact);
+    }
+    let artifact_only = [
+        (args.artifact_type.is_some(), "--artifact-type"),
+        (!args.artifact_files.is_empty(), "--artifact-file"),
+        (!args.annotations.is_empty(), "--annotation"),
+        (args.subject_platform.is_some(), "--subject-platform"),
+    ];
+    if let Some((_, flag)) = artifact_only.iter().find(|(given, _)| *given) {
+        return Err(Error::usage(format!(
+            "{flag} goes with --write-artifact DIR (it describes the artifact to write)"
+        )));
     }
     let verify = args.verify;
     let plan = args.plan()?;
@@ -333,6 +395,38 @@ fn string(value: OsString, flag: &str) -> Result<String> {
 }
 
 impl Args {
+    /// `--write-artifact`: what the artifact's layout holds.
+    fn artifact(self) -> Result<artifact::Spec> {
+        let (Some(out), Some(subject_layout)) = (self.write_artifact, self.layout) else {
+            return Err(Error::usage(
+                "--write-artifact DIR needs --layout DIR, the image the artifact is for",
+            ));
+        };
+        let artifact_type = self.artifact_type.ok_or_else(|| {
+            Error::usage("--write-artifact needs --artifact-type TYPE, e.g. application/spdx+json")
+        })?;
+        artifact::check_media_type("--artifact-type", &artifact_type)?;
+        let files = self
+            .artifact_files
+            .iter()
+            .map(|text| artifact::parse_file(text))
+            .collect::<Result<Vec<_>>>()?;
+        let annotations = self
+            .annotations
+            .iter()
+            .map(|text| artifact::parse_annotation(text))
+            .collect::<Result<Vec<_>>>()?;
+        artifact::check_annotations(&annotations)?;
+        Ok(artifact::Spec {
+            out,
+            subject_layout,
+            subject_platform: self.subject_platform,
+            artifact_type,
+            files,
+            annotations,
+        })
+    }
+
     fn plan(mut self) -> Result<Plan> {
         // What holds for one registry only (see check_one_registry).
         let for_one_registry = [
@@ -467,6 +561,7 @@ impl Args {
             cache: cache::Options { url, headers },
             local_layout: self.local_layout,
             write_thin_layout: self.write_thin_layout,
+            referrers: self.referrers,
             jobs,
             mount_from,
             layout,

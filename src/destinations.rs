@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::layout::Layout;
 use crate::push;
 use crate::reference::{self, Repository};
+use crate::referrer::Referrer;
 use crate::registry::Client;
 use crate::report::Reporter;
 
@@ -30,8 +31,18 @@ pub struct Outcome {
     pub reporter: Option<Reporter>,
 }
 
+/// What goes to every destination.
+pub struct Content<'a> {
+    pub layout: &'a Layout,
+    /// Pushed after the image, before its tags.
+    pub referrers: &'a [Referrer],
+    /// Where the blobs a thin layout leaves out come from.
+    pub cache: Option<Arc<RemoteCache>>,
+}
+
 /// Pushes to every destination of `plan` in order, up to the first failure.
-pub fn push_all(plan: &Plan, layout: &Layout, cache: Option<Arc<RemoteCache>>) -> Vec<Outcome> {
+pub fn push_all(plan: &Plan, content: &Content) -> Vec<Outcome> {
+    let layout = content.layout;
     // Every destination's credentials and client first (no request goes out): a helper that
     // fails, or a bad certs.d file, for the last registry ends the run before the first
     // destination is touched, rather than after it was pushed and tagged.
@@ -52,7 +63,7 @@ pub fn push_all(plan: &Plan, layout: &Layout, cache: Option<Arc<RemoteCache>>) -
         let reporter = Reporter::new(plan.style(), &repository.to_string(), layout);
         let client = &clients[chosen[i]].client;
         let earlier = &plan.repositories[..i];
-        let result = push_one(plan, repository, earlier, layout, &cache, &reporter, client)
+        let result = push_one(plan, repository, earlier, content, &reporter, client)
             .map(|digest| format!("{repository}@{digest}"));
         reporter.finish(result.is_ok());
         outcomes.push(Outcome {
@@ -135,11 +146,11 @@ fn push_one(
     plan: &Plan,
     repository: &Repository,
     earlier: &[Repository],
-    layout: &Layout,
-    cache: &Option<Arc<RemoteCache>>,
+    content: &Content,
     reporter: &Reporter,
     client: &Client,
 ) -> Result<String> {
+    let layout = content.layout;
     // The first destination on this registry has every blob by now: mounts from it first.
     let first = earlier
         .iter()
@@ -157,9 +168,17 @@ fn push_one(
         chunk_size: plan.chunk_size,
         dry_run: plan.dry_run,
         dry_run_after_first: plan.dry_run && first.is_some(),
-        cache: cache.clone(),
+        cache: content.cache.clone(),
     };
-    push::push(client, repository, layout, &plan.tags, &options, reporter)
+    push::push(
+        client,
+        repository,
+        layout,
+        content.referrers,
+        &plan.tags,
+        &options,
+        reporter,
+    )
 }
 
 /// The client of `repository`'s registry, with `credential` and a token scope for every

@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod artifact;
 pub mod auth;
 pub mod cache;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod files;
 pub mod layout;
 pub mod push;
 pub mod reference;
+pub mod referrer;
 pub mod registry;
 pub mod report;
 pub mod tags;

@@ -11,7 +11,7 @@ use oci_push::cache::RemoteCache;
 use oci_push::cli::{self, Command, Plan};
 use oci_push::error::{Error, Result};
 use oci_push::layout::Layout;
-use oci_push::{destinations, report};
+use oci_push::{destinations, referrer, report};
 
 fn main() -> ExitCode {
     match run() {
@@ -37,12 +37,19 @@ fn run() -> Result<()> {
         )),
         Command::Verify(plan) => verify(plan),
         Command::Push(plan) => push(plan),
+        Command::WriteArtifact(spec) => write_artifact(&spec),
     }
 }
 
 fn verify(plan: Plan) -> Result<()> {
     let layout = Layout::open(&plan.layout)?;
     layout.verify_blobs()?;
+    for referrer in referrer::open_all(&plan.referrers, &layout)? {
+        referrer
+            .layout
+            .verify_blobs()
+            .map_err(|e| e.context(format!("referrer {}", referrer.dir.display())))?;
+    }
     if let Some(out) = &plan.write_thin_layout {
         if let Some(blob) = layout.in_cache().next() {
             return Err(Error::invalid(format!(
@@ -85,6 +92,7 @@ fn push(plan: Plan) -> Result<()> {
     if let Some(local) = &plan.local_layout {
         layout.take_local(local);
     }
+    let referrers = referrer::open_all(&plan.referrers, &layout)?;
     // Only a push that may fetch from the cache asks a helper or netrc for its credentials.
     let fetching = layout.in_cache().next().filter(|_| !plan.dry_run);
     let cache = match (&plan.cache.url, fetching) {
@@ -112,7 +120,12 @@ fn push(plan: Plan) -> Result<()> {
             );
         }
     }
-    let outcomes = destinations::push_all(&plan, &layout, cache);
+    let content = destinations::Content {
+        layout: &layout,
+        referrers: &referrers,
+        cache,
+    };
+    let outcomes = destinations::push_all(&plan, &content);
     let lines: Vec<&str> = outcomes
         .iter()
         .filter_map(|o| o.result.as_ref()?.as_ref().ok())
@@ -143,6 +156,15 @@ fn push(plan: Plan) -> Result<()> {
         true => Ok(()),
         false => print(&lines.join(" ")),
     }
+}
+
+/// `--write-artifact`: the referrer's layout, read back and checked as a push would; prints
+/// its manifest's digest.
+fn write_artifact(spec: &oci_push::artifact::Spec) -> Result<()> {
+    let digest = oci_push::artifact::write(spec)?;
+    let image = Layout::open(&spec.subject_layout)?;
+    referrer::open_all(std::slice::from_ref(&spec.out), &image)?;
+    print(&digest)
 }
 
 fn write_digest_file(path: &std::path::Path, line: &str) -> Result<()> {

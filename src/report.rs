@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::destinations::Outcome;
 use crate::layout::{BlobKind, Layout, Source, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX};
-use crate::push::{BlobOutcome, Event, Observer, TagOutcome};
+use crate::push::{BlobOutcome, Event, Observer, ReferrerIndex, ReferrerOutcome, TagOutcome};
 use crate::units::{human_duration, human_size};
 
 /// The live bars, while there are any: other lines go above them, not through them. Each
@@ -94,6 +94,15 @@ struct Record {
     /// When each blob's upload started, for its time.
     started: HashMap<String, Instant>,
     tags: Vec<TagRecord>,
+    referrers: Vec<ReferrerRecord>,
+}
+
+struct ReferrerRecord {
+    digest: String,
+    artifact_type: String,
+    subject: String,
+    outcome: ReferrerOutcome,
+    index: ReferrerIndex,
 }
 
 struct BlobRecord {
@@ -251,6 +260,12 @@ impl Reporter {
                 totals.fetched_count
             ));
         }
+        if !record.referrers.is_empty() {
+            lines.push(format!(
+                "  refs:   {}",
+                referrers_summary(&record.referrers)
+            ));
+        }
         lines.push(format!("  tags:   {}", tags.join("; ")));
         lines.push(format!("  time:   {}", human_duration(self.took())));
         lines
@@ -287,6 +302,29 @@ impl Reporter {
             .iter()
             .map(|t| json!({"tag": t.tag, "outcome": t.outcome, "previous": t.previous}))
             .collect();
+        let referrers: Vec<serde_json::Value> = record
+            .referrers
+            .iter()
+            .map(|r| {
+                let (index, tag, changed) = match &r.index {
+                    ReferrerIndex::Registry => ("registry", None, false),
+                    ReferrerIndex::Tag { tag, changed } => ("tag", Some(tag), *changed),
+                };
+                json!({
+                    "digest": r.digest,
+                    "artifactType": r.artifact_type,
+                    "subject": r.subject,
+                    "outcome": match r.outcome {
+                        ReferrerOutcome::Pushed => "pushed",
+                        ReferrerOutcome::Exists => "exists",
+                        ReferrerOutcome::WouldPush => "wouldPush",
+                    },
+                    "index": index,
+                    "indexTag": tag,
+                    "indexChanged": changed,
+                })
+            })
+            .collect();
         json!({
             "repository": image.repository,
             "digest": image.digest,
@@ -297,6 +335,7 @@ impl Reporter {
             "imageExisted": record.image_exists,
             "blobs": blobs,
             "tags": tags,
+            "referrers": referrers,
             "bytes": {
                 "total": image.bytes,
                 "sent": totals.sent,
@@ -451,6 +490,50 @@ impl Observer for Reporter {
                     previous: previous.map(str::to_string),
                 });
             }
+            Event::Referrer {
+                referrer,
+                outcome,
+                index,
+            } => {
+                let digest = &referrer.manifest().digest;
+                let dry_run = self.record().dry_run;
+                let word = match outcome {
+                    ReferrerOutcome::Pushed => "referrer",
+                    ReferrerOutcome::Exists => "exists",
+                    ReferrerOutcome::WouldPush => "would push",
+                };
+                let listed = match (index, dry_run) {
+                    (ReferrerIndex::Registry, false) => "indexed by the registry".to_string(),
+                    (ReferrerIndex::Registry, true) => "the registry would index it".to_string(),
+                    (ReferrerIndex::Tag { tag, changed: true }, false) => {
+                        format!("added to the index tag {}", short_tag(tag))
+                    }
+                    (ReferrerIndex::Tag { tag, changed: true }, true) => {
+                        format!("would be added to the index tag {}", short_tag(tag))
+                    }
+                    (
+                        ReferrerIndex::Tag {
+                            tag,
+                            changed: false,
+                        },
+                        _,
+                    ) => {
+                        format!("listed in the index tag {} already", short_tag(tag))
+                    }
+                };
+                self.line(format!(
+                    "  {word:<12} {digest} {} of {} ({listed})",
+                    referrer.artifact_type,
+                    short(&referrer.subject)
+                ));
+                self.record().referrers.push(ReferrerRecord {
+                    digest: digest.clone(),
+                    artifact_type: referrer.artifact_type.clone(),
+                    subject: referrer.subject.clone(),
+                    outcome,
+                    index: index.clone(),
+                });
+            }
             Event::TagFailed(tag) => {
                 self.line(format!("  {:<12} {tag}", "tag failed"));
                 self.record().tags.push(TagRecord {
@@ -601,6 +684,38 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
+}
+
+/// The summary's referrers: how many, of which types, and who lists them.
+fn referrers_summary(referrers: &[ReferrerRecord]) -> String {
+    let mut types: Vec<&str> = Vec::new();
+    for r in referrers {
+        if !types.contains(&r.artifact_type.as_str()) {
+            types.push(&r.artifact_type);
+        }
+    }
+    let mut tags: Vec<String> = Vec::new();
+    for r in referrers {
+        if let ReferrerIndex::Tag { tag, .. } = &r.index {
+            let tag = short_tag(tag);
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+    }
+    let listed = match tags.as_slice() {
+        [] => "indexed by the registry".to_string(),
+        tags => format!("listed in the index tag {}", tags.join(", ")),
+    };
+    format!("{} ({}), {listed}", referrers.len(), types.join(", "))
+}
+
+/// `sha256-0123456789ab...`: a fallback tag, short enough for a line.
+fn short_tag(tag: &str) -> String {
+    match tag.len() > 19 {
+        true => format!("{}...", &tag[..19]),
+        false => tag.to_string(),
+    }
 }
 
 /// `sha256:0123456789ab`: enough to tell blobs apart on a bar.

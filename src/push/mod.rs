@@ -12,8 +12,11 @@ a push costs its round trips, so none waits for what it does not need. This modu
 what happens through [`Observer`] and never prints.
 */
 
+mod referrers;
 mod schedule;
 mod upload;
+
+pub use referrers::{ReferrerIndex, ReferrerOutcome};
 
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
@@ -23,6 +26,7 @@ use ureq::http::{Method, StatusCode};
 use crate::error::{Error, Kind, Result};
 use crate::layout::{Blob, Layout, Manifest};
 use crate::reference::Repository;
+use crate::referrer::Referrer;
 use crate::registry::{redact, Client, Payload, Refusal};
 
 /// What happened to a blob.
@@ -63,6 +67,12 @@ pub enum Event<'a> {
         previous: Option<&'a str>,
     },
     TagFailed(&'a str),
+    /// A referrer is pushed (its blobs and manifest), and listed for its subject.
+    Referrer {
+        referrer: &'a Referrer,
+        outcome: ReferrerOutcome,
+        index: &'a ReferrerIndex,
+    },
 }
 
 /// Receives events, possibly from several upload threads at once.
@@ -88,14 +98,15 @@ pub struct Options {
     pub cache: Option<std::sync::Arc<crate::cache::RemoteCache>>,
 }
 
-/// Pushes the layout's blobs and manifests, then applies `tags` in order, stopping at the first
-/// tag that fails. Returns the digest of the top manifest. With `options.dry_run` it only asks
+/// Pushes the layout's blobs and manifests, then its `referrers`, then applies `tags` in order,
+/// stopping at the first tag that fails. Returns the digest of the top manifest. With `options.dry_run` it only asks
 /// the registry what it has (reads only) and reports, as events, what a push would upload,
 /// mount or skip and which tags would change.
 pub fn push(
     client: &Client,
     repository: &Repository,
     layout: &Layout,
+    referrers: &[Referrer],
     tags: &[String],
     options: &Options,
     observer: &dyn Observer,
@@ -106,8 +117,9 @@ pub fn push(
         options,
         observer,
         strategies: upload::Strategies::new(options.chunk_size),
+        indexed: Mutex::new(Vec::new()),
     };
-    steps.run(layout, tags)
+    steps.run(layout, referrers, tags)
 }
 
 /// One step of the content's schedule.
@@ -149,11 +161,14 @@ struct Steps<'a> {
     observer: &'a dyn Observer,
     /// How blobs go up, as the registry's answers taught.
     strategies: upload::Strategies,
+    /// The manifests whose PUT the registry answered with `OCI-Subject`: it lists them as
+    /// referrers of their subject itself.
+    indexed: Mutex<Vec<String>>,
 }
 
 impl Steps<'_> {
     /// The push, or with `dry_run` only its questions.
-    fn run(&self, layout: &Layout, tags: &[String]) -> Result<String> {
+    fn run(&self, layout: &Layout, referrers: &[Referrer], tags: &[String]) -> Result<String> {
         let observer = self.observer;
         let dry_run = self.options.dry_run;
         observer.event(Event::Start { dry_run });
@@ -196,6 +211,18 @@ impl Steps<'_> {
             if tags.len() > 1 && !listing_asked {
                 listed = self.listed_tags();
             }
+        }
+        // A tag never names an image whose referrers (its SBOM, its signature) are missing.
+        if !referrers.is_empty() {
+            self.push_referrers(referrers).map_err(|e| {
+                e.context(format!(
+                    "the image is pushed as {}@{} but not all its referrers, so no tag was \
+                     applied (not attempted: {}); a re-run finishes",
+                    self.repository,
+                    top.digest,
+                    list(tags)
+                ))
+            })?;
         }
         for (done, tag) in tags.iter().enumerate() {
             // One listing instead of a HEAD per tag, when the registry gives it whole: a tag it
@@ -598,6 +625,9 @@ impl Steps<'_> {
         if !response.status().is_success() {
             let refusal = Refusal::read(&mut response, &Method::PUT);
             return Ok((url, what, Err(refusal)));
+        }
+        if response.headers().contains_key("oci-subject") {
+            lock(&self.indexed).push(manifest.digest.clone());
         }
         // A registry that stored other bytes than ours would make every signature wrong.
         if let Some(stored) = content_digest(&response) {

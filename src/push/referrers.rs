@@ -1,0 +1,341 @@
+/*!
+Pushing referrers (SBOMs, signatures: manifests whose `subject` is the image) after the image
+and before its tags, and keeping them findable.
+
+A registry with the referrers API answers the manifest's PUT with `OCI-Subject` and lists the
+referrer itself. Any other (distribution 2.8, GHCR, Docker Hub) gets the distribution spec's
+fallback: the tag `<alg>-<hex>` of the subject names an index of its referrers, which we read,
+add to and put back. That read-modify-write races with other writers (a second pipeline, a
+`cosign attach`). Two things keep their additions:
+- the PUT is conditional, `If-Match` on the ETag the read returned (`If-None-Match: *` when
+  there was no index), so a registry that honours conditions refuses it with 412 when the
+  index changed meanwhile, and we read and merge again;
+- after the PUT we read the index back, and when another writer's PUT replaced ours (no
+  registry here honours conditions on manifests), we merge again.
+A writer whose PUT lands between our read and our PUT, on a registry that ignores
+conditions, can still lose its entry unless it checks as we do; a re-run of either push puts
+it back (docs/referrers.md).
+*/
+
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use ureq::http::{Method, StatusCode};
+
+use super::{Event, Observer, Steps};
+use crate::error::{Error, Kind, Result};
+use crate::layout::{MAX_MANIFEST_BYTES, OCI_INDEX};
+use crate::referrer::{fallback_tag, Referrer};
+use crate::registry::{redact, Payload, Refusal};
+
+/// Rounds of read, merge, put and check before giving up on an index others keep changing.
+const MAX_ROUNDS: usize = 5;
+
+/// What happened to a referrer. In a dry run, what would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReferrerOutcome {
+    Pushed,
+    /// A dry run found it in the registry already.
+    Exists,
+    /// A dry run: it would be pushed.
+    WouldPush,
+}
+
+/// Who lists a referrer for its subject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReferrerIndex {
+    /// The registry's referrers API (it answered the PUT with `OCI-Subject`).
+    Registry,
+    /// The fallback tag's index; `changed` when this push added the referrer to it.
+    Tag { tag: String, changed: bool },
+}
+
+/// The index a fallback tag names, as read.
+struct TagIndex {
+    /// The whole index, to put back with every field it had.
+    value: Value,
+    /// The ETag of the read, for a conditional PUT; None when the registry sent none.
+    etag: Option<String>,
+    exists: bool,
+}
+
+impl TagIndex {
+    fn entries(&self) -> Vec<&Value> {
+        self.value
+            .get("manifests")
+            .and_then(|v| v.as_array())
+            .map(|list| list.iter().collect())
+            .unwrap_or_default()
+    }
+
+    fn lists(&self, digest: &str) -> bool {
+        self.entries()
+            .iter()
+            .any(|e| e.get("digest").and_then(|d| d.as_str()) == Some(digest))
+    }
+}
+
+/// An observer for a referrer's own blobs and manifest: the image's report shows one line per
+/// referrer instead.
+struct Unreported;
+
+impl Observer for Unreported {
+    fn event(&self, _: Event) {}
+}
+
+impl Steps<'_> {
+    /// Pushes each referrer (its blobs, then its manifest by digest), then makes sure the
+    /// fallback index of each subject lists those the registry did not index itself.
+    pub(super) fn push_referrers(&self, referrers: &[Referrer]) -> Result<()> {
+        let mut reports: Vec<(ReferrerOutcome, Option<ReferrerIndex>)> = Vec::new();
+        for referrer in referrers {
+            let (outcome, indexed) = self
+                .push_referrer(referrer)
+                .map_err(|e| e.context(describe(referrer)))?;
+            reports.push((outcome, indexed.then_some(ReferrerIndex::Registry)));
+        }
+        // One update of each subject's index, for all its referrers together.
+        let mut subjects: Vec<&str> = Vec::new();
+        for (referrer, (_, index)) in referrers.iter().zip(&reports) {
+            if index.is_none() && !subjects.contains(&referrer.subject.as_str()) {
+                subjects.push(&referrer.subject);
+            }
+        }
+        for subject in subjects {
+            let (ours, at): (Vec<&Referrer>, Vec<usize>) = referrers
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| r.subject == subject && reports[*i].1.is_none())
+                .map(|(i, r)| (r, i))
+                .unzip();
+            let tag = fallback_tag(subject);
+            let added = self.update_index(&tag, &ours).map_err(|e| {
+                e.context(format!(
+                    "keeping the referrers index {}:{tag} of {subject}",
+                    self.repository
+                ))
+            })?;
+            for (referrer, i) in ours.iter().zip(at) {
+                reports[i].1 = Some(ReferrerIndex::Tag {
+                    tag: tag.clone(),
+                    changed: added.contains(&referrer.manifest().digest),
+                });
+            }
+        }
+        for (referrer, (outcome, index)) in referrers.iter().zip(reports) {
+            let index = index.unwrap_or(ReferrerIndex::Registry);
+            self.observer.event(Event::Referrer {
+                referrer,
+                outcome,
+                index: &index,
+            });
+        }
+        Ok(())
+    }
+
+    /// One referrer's blobs and manifest; returns what happened, and whether the registry
+    /// indexed it (in a dry run: whether it has the referrers API).
+    fn push_referrer(&self, referrer: &Referrer) -> Result<(ReferrerOutcome, bool)> {
+        let steps = Steps {
+            client: self.client,
+            repository: self.repository,
+            options: self.options,
+            observer: &Unreported,
+            strategies: super::upload::Strategies::new(self.options.chunk_size),
+            indexed: Mutex::new(Vec::new()),
+        };
+        let digest = &referrer.manifest().digest;
+        // A dry run asks whether it is there; a push puts its manifest again anyway (one
+        // small request), as only the PUT's answer says whether the registry indexes it.
+        let (present, _) = steps.push_content(&referrer.layout, self.options.dry_run, false)?;
+        if self.options.dry_run {
+            let outcome = match present {
+                true => ReferrerOutcome::Exists,
+                false => ReferrerOutcome::WouldPush,
+            };
+            return Ok((outcome, self.has_referrers_api(&referrer.subject)));
+        }
+        let indexed = super::lock(&steps.indexed).contains(digest);
+        Ok((ReferrerOutcome::Pushed, indexed))
+    }
+
+    /// Whether the registry answers `GET /v2/REPO/referrers/DIGEST` with an index (a dry run's
+    /// guess of what the PUT's `OCI-Subject` would say).
+    fn has_referrers_api(&self, subject: &str) -> bool {
+        let url = self.url(&format!("referrers/{subject}"));
+        let answer = self.client.send(
+            Method::GET,
+            &url,
+            &[("accept", OCI_INDEX)],
+            Payload::Empty,
+            "asking for the referrers API",
+        );
+        answer.is_ok_and(|response| {
+            response.status() == StatusCode::OK
+                && response
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|t| t.starts_with(OCI_INDEX))
+        })
+    }
+
+    /// Makes the index of `tag` list every one of `ours`, keeping what it lists already;
+    /// returns the digests this call added (in a dry run: would add).
+    fn update_index(&self, tag: &str, ours: &[&Referrer]) -> Result<Vec<String>> {
+        let mut added: Vec<String> = Vec::new();
+        // Whether the registry takes a conditional PUT as a condition; one that refuses a
+        // condition it should have met is sent none.
+        let mut conditional = true;
+        for round in 0..=MAX_ROUNDS {
+            let mut index = self.read_index(tag)?;
+            let missing: Vec<&&Referrer> = ours
+                .iter()
+                .filter(|r| !index.lists(&r.manifest().digest))
+                .collect();
+            if missing.is_empty() {
+                return Ok(added);
+            }
+            if round == MAX_ROUNDS {
+                break;
+            }
+            for referrer in &missing {
+                let digest = &referrer.manifest().digest;
+                if !added.contains(digest) {
+                    added.push(digest.clone());
+                }
+            }
+            if self.options.dry_run {
+                return Ok(added);
+            }
+            if let Some(list) = index.value["manifests"].as_array_mut() {
+                list.extend(missing.iter().map(|r| r.descriptor()));
+            }
+            let sent_etag = index.etag.clone();
+            match self.put_index(tag, &index, conditional)? {
+                PutIndex::Stored => {}
+                // Changed since we read it: read, merge and put again.
+                PutIndex::Changed => {
+                    let now = self.read_index(tag)?;
+                    if now.etag.is_some() && now.etag == sent_etag {
+                        conditional = false;
+                    }
+                }
+            }
+            // The next round reads it back: another writer's PUT may have replaced ours.
+        }
+        Err(Error::new(
+            Kind::Rejected,
+            format!(
+                "the index kept changing under other writers ({MAX_ROUNDS} rounds of read, add, \
+                 put and check); the image is pushed but not tagged: re-run the push"
+            ),
+        ))
+    }
+
+    /// `GET .../manifests/TAG`: the fallback index, or an empty one when the tag does not exist.
+    fn read_index(&self, tag: &str) -> Result<TagIndex> {
+        let url = self.url(&format!("manifests/{tag}"));
+        let what = format!("reading the referrers index '{tag}'");
+        let response = self.client.send(
+            Method::GET,
+            &url,
+            &[("accept", OCI_INDEX)],
+            Payload::Empty,
+            &what,
+        )?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(TagIndex {
+                value: json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
+                etag: None,
+                exists: false,
+            });
+        }
+        let mut response =
+            self.client
+                .expect(response, &[StatusCode::OK], &Method::GET, &url, &what)?;
+        let etag = header(&response, "etag");
+        let media_type = header(&response, "content-type").unwrap_or_default();
+        let bytes = crate::files::read_at_most(response.body_mut().as_reader(), MAX_MANIFEST_BYTES)
+            .map_err(|e| {
+                Error::new(Kind::Rejected, format!("{what}: GET {}: {e}", redact(&url)))
+            })?;
+        let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+        let is_index = value.as_ref().is_some_and(|v| {
+            v.get("manifests").is_some_and(Value::is_array)
+                && v.get("mediaType")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or(OCI_INDEX)
+                    == OCI_INDEX
+        });
+        match value {
+            Some(value) if is_index && media_type.starts_with(OCI_INDEX) => Ok(TagIndex {
+                value,
+                etag,
+                exists: true,
+            }),
+            _ => Err(Error::new(
+                Kind::Rejected,
+                format!(
+                    "the tag '{tag}' of {} holds a {}, not the OCI index of referrers the \
+                     referrers tag schema keeps there; delete that tag, or push to another \
+                     repository",
+                    self.repository,
+                    if media_type.is_empty() {
+                        "manifest of no media type"
+                    } else {
+                        &media_type
+                    }
+                ),
+            )),
+        }
+    }
+
+    /// `PUT .../manifests/TAG` of the index, conditional on what was read when `conditional`.
+    fn put_index(&self, tag: &str, index: &TagIndex, conditional: bool) -> Result<PutIndex> {
+        let url = self.url(&format!("manifests/{tag}"));
+        let what = format!("updating the referrers index '{tag}'");
+        let bytes = serde_json::to_vec(&index.value)
+            .map_err(|e| Error::new(Kind::Usage, format!("{what}: {e}")))?;
+        let mut headers = vec![("content-type", OCI_INDEX)];
+        match (&index.etag, index.exists) {
+            (Some(etag), _) if conditional => headers.push(("if-match", etag.as_str())),
+            (None, false) if conditional => headers.push(("if-none-match", "*")),
+            _ => {}
+        }
+        let mut response =
+            self.client
+                .send(Method::PUT, &url, &headers, Payload::Bytes(&bytes), &what)?;
+        match response.status() {
+            status if status.is_success() => Ok(PutIndex::Stored),
+            StatusCode::PRECONDITION_FAILED if headers.len() > 1 => Ok(PutIndex::Changed),
+            _ => {
+                let refusal = Refusal::read(&mut response, &Method::PUT);
+                Err(self
+                    .client
+                    .refusal_error(refusal, &Method::PUT, &url, &what))
+            }
+        }
+    }
+}
+
+enum PutIndex {
+    Stored,
+    /// 412: the index changed since it was read.
+    Changed,
+}
+
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    let value = response.headers().get(name)?.to_str().ok()?.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// `referrer DIR (TYPE, DIGEST)`, for messages.
+fn describe(referrer: &Referrer) -> String {
+    format!(
+        "referrer {} ({} {})",
+        referrer.dir.display(),
+        referrer.artifact_type,
+        referrer.manifest().digest
+    )
+}
