@@ -1,7 +1,7 @@
-"""Public API of rules_oci_push: the `oci_push` rule.
+"""Public API of rules_oci_push: the `oci_push` and `oci_artifact` rules.
 
 ```starlark
-load("@rules_oci_push//rules:defs.bzl", "oci_push")
+load("@rules_oci_push//rules:defs.bzl", "oci_artifact", "oci_push")
 ```
 
 See `docs/oci_push.md` for the attributes, the run-time flags and the
@@ -9,7 +9,12 @@ toolchain set-up.
 """
 
 load("@bazel_skylib//rules:write_file.bzl", "write_file")
+load("//rules/private:artifact.bzl", _oci_artifact = "oci_artifact")
 load("//rules/private:push.bzl", _oci_push = "oci_push")
+
+# An OCI 1.1 artifact (SBOM, signature, attestation) whose subject is an image, for
+# oci_push's `referrers`.
+oci_artifact = _oci_artifact
 
 # The rule itself, for callers that want no macro (for example to wrap it).
 oci_push_rule = _oci_push
@@ -33,7 +38,8 @@ def oci_push(name, image, repository = None, repository_file = None, image_tags 
             Optional: without tags the image is pushed by digest only.
         remote_tags: Same as `image_tags`, under the name rules_oci uses, to ease
             migration. Give at most one of the two.
-        **kwargs: Common attributes (`tags`, `visibility`, ...), passed on.
+        **kwargs: The rule's other attributes (`repositories`, `mount_from`,
+            `referrers`) and common ones (`tags`, `visibility`, ...), passed on.
     """
     if image_tags != None and remote_tags != None:
         fail("oci_push %s: image_tags and remote_tags are the same setting; give one." % name)

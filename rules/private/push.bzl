@@ -1,6 +1,7 @@
 """Implementation of `oci_push`. Load it from `//rules:defs.bzl`."""
 
 load("@bazel_skylib//rules:common_settings.bzl", "BuildSettingInfo")
+load(":layout.bzl", "ARTIFACT_LAYOUT", "layout_dir")
 
 _DOC = """Pushes an OCI image layout (an image or an image index) to a registry.
 
@@ -30,6 +31,17 @@ hashed against its digest), the tags file and the repository, offline. A
 corrupt layout or a bad tag therefore fails `bazel build //...`, long before
 anyone pushes, and the check is cached like any other action.
 
+Referrers
+=========
+
+`referrers` attaches OCI 1.1 artifacts to the image: SBOMs, signatures,
+provenance, each an artifact layout (see `oci_artifact`) whose `subject` is
+the image's manifest or one of its platform manifests. A push sends the image
+by digest, then the referrers, then the tags. The build-time check verifies
+each referrer's subject too, so an SBOM of another image fails `bazel build`.
+Registries without the referrers API get the fallback tag
+`sha256-<hex of the subject's digest>` (an image index of the referrers).
+
 Push without the bytes
 ======================
 
@@ -49,6 +61,7 @@ Flags after `--` go to the pusher and win over the target's values:
 * `-r`/`--repository REPO` (repeatable: several destinations) replaces the
   rule's `repository` / `repository_file` / `repositories`;
 * `-t`/`--tag TAG` (repeatable) replaces the tags of `image_tags`;
+* `--referrer DIR` (repeatable) adds an artifact layout to `referrers`;
 * `--digest-file FILE` writes `REPOSITORY@sha256:...` (a line per destination)
   to FILE. A relative path
   is taken from the directory `bazel run` was called from.
@@ -69,6 +82,7 @@ oci_push(
     image = ":image",  # oci_image, oci_image_index, or any rule with one layout directory
     repository = "ghcr.io/acme/app",
     image_tags = ["latest"],  # or a label of a file with one tag per line
+    referrers = [":sbom"],  # optional: oci_artifact targets whose subject is :image
 )
 ```
 """
@@ -116,6 +130,21 @@ Blank lines are ignored. Without tags the image is pushed by digest only.
 `--tag` at run time replaces these tags. (The `oci_push` macro also takes a
 list of strings here and writes the file.)""",
         allow_single_file = True,
+    ),
+    "referrers": attr.label_list(
+        doc = """Artifacts to attach to the image (OCI 1.1 referrers): SBOMs, signatures, attestations.
+
+Each a target whose single output is an OCI artifact layout directory, such as
+an `oci_artifact`: one manifest whose `subject` is the image's manifest (or,
+for an image index, one of its platform manifests). The pusher sends the image
+by digest, then the referrers, then the tags, so a tag never names an image
+whose referrers are missing. A referrer whose subject is another image fails
+the build-time check, before any push. On a registry without the referrers API
+the pusher keeps the fallback tag `sha256-<hex of the subject's digest>` (an
+image index of the referrers) up to date, adding to what it lists. `--referrer
+DIR` at run time adds more. With the remote-cache setting the referrers stay
+full layouts (only the image is thinned).""",
+        allow_files = True,
     ),
     "mount_from": attr.string_list(
         doc = """Repositories of the same registry to mount missing blobs from, tried in order.
@@ -188,28 +217,6 @@ def _check_remote_cache(label, url):
               "the run-script and the cache); use ~/.netrc, a credential helper or " +
               "--remote-cache-header at run time (docs/remote-cache.md).") % where)
 
-def _layout_dir(ctx):
-    """Returns the image's layout directory, or fails saying what was expected."""
-    files = ctx.attr.image[DefaultInfo].files.to_list()
-    expected = ("expected a target whose single output is an OCI image layout directory " +
-                "(like rules_oci's oci_image or oci_image_index)")
-    if len(files) != 1:
-        fail("%s: image %s has %d outputs (%s); %s." % (
-            ctx.label,
-            ctx.attr.image.label,
-            len(files),
-            ", ".join([f.short_path for f in files[:5]]) + (", ..." if len(files) > 5 else ""),
-            expected,
-        ))
-    if not files[0].is_directory:
-        fail("%s: image %s outputs the file %s, not a directory; %s." % (
-            ctx.label,
-            ctx.attr.image.label,
-            files[0].short_path,
-            expected,
-        ))
-    return files[0]
-
 def _oci_push_impl(ctx):
     given = [
         name
@@ -228,7 +235,8 @@ def _oci_push_impl(ctx):
     names = [ctx.attr.repository] if ctx.attr.repository else ctx.attr.repositories
     for name in names:
         _check_repository(ctx.label, name)
-    full_layout = _layout_dir(ctx)
+    full_layout = layout_dir(ctx.label, "image", ctx.attr.image)
+    referrers = [layout_dir(ctx.label, "referrer", r, ARTIFACT_LAYOUT) for r in ctx.attr.referrers]
     pusher = ctx.toolchains[_TOOLCHAIN_TYPE].oci_push_info
     exec_pusher = ctx.attr._exec_pusher[platform_common.ToolchainInfo].oci_push_info
     remote_cache = ctx.attr._remote_cache[BuildSettingInfo].value
@@ -300,6 +308,14 @@ def _oci_push_impl(ctx):
         for source in ctx.attr.mount_from
     ]) or "# (no mount_from)"
 
+    # Referrers: full layouts even with a remote cache (they are small). `--referrer` flags
+    # after `--` add to them.
+    files.extend(referrers)
+    referrer_args = "\n".join([
+        'referrer="$(locate %s)"\nargs+=(--referrer "$referrer")' % _shell_quote(_rlocation_path(ctx, referrer))
+        for referrer in referrers
+    ]) or "# (no referrers)"
+
     ctx.actions.expand_template(
         template = ctx.file._template,
         output = executable,
@@ -311,6 +327,7 @@ def _oci_push_impl(ctx):
             "{{repository_args}}": repository_args,
             "{{tags_args}}": tags_args,
             "{{mount_args}}": mount_args,
+            "{{referrer_args}}": referrer_args,
             "{{cache_args}}": cache_args,
         },
     )
@@ -333,6 +350,9 @@ def _oci_push_impl(ctx):
     if ctx.file.image_tags:
         args.add("--tags-file", ctx.file.image_tags)
         inputs.append(ctx.file.image_tags)
+    for referrer in referrers:
+        args.add("--referrer", referrer.path)
+    inputs.extend(referrers)
     args.add("--digest-file", verified)
     ctx.actions.run(
         executable = exec_pusher.binary,
@@ -341,7 +361,7 @@ def _oci_push_impl(ctx):
         inputs = inputs,
         outputs = [verified],
         mnemonic = "OciPushVerify",
-        progress_message = "Verifying OCI layout and tags of %{label}",
+        progress_message = "Verifying OCI layout, tags and referrers of %{label}",
         toolchain = None,
     )
 

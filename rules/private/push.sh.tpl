@@ -33,6 +33,7 @@ args=(--layout "$layout")
 {{repository_args}}
 {{tags_args}}
 {{mount_args}}
+{{referrer_args}}
 {{cache_args}}
 
 # Relative paths among the user's flags (--digest-file, --tags-file, ...) are

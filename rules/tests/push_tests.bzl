@@ -2,34 +2,16 @@
 
 load("@bazel_skylib//lib:unittest.bzl", "analysistest", "asserts")
 load("//rules:defs.bzl", "oci_push", "oci_push_rule")
-
-def _fake_layout_impl(ctx):
-    out = ctx.actions.declare_directory(ctx.label.name)
-    ctx.actions.run_shell(
-        outputs = [out],
-        command = "echo '{}' > \"$1/index.json\"",
-        arguments = [out.path],
-    )
-    return [DefaultInfo(files = depset([out]))]
-
-fake_layout = rule(
-    implementation = _fake_layout_impl,
-    doc = "A directory standing in for an OCI layout (never read: the pusher is fake).",
+load(
+    ":common.bzl",
+    "fake_layout",
+    _actions = "actions",
+    _basenames = "basenames",
+    _failure_test = "failure_test",
+    _flag_values = "flag_values",
 )
 
-def _actions(env, mnemonic):
-    """The actions of the target under test with this mnemonic."""
-    return [a for a in analysistest.target_actions(env) if a.mnemonic == mnemonic]
-
 # --- failures -------------------------------------------------------------
-
-def _failure_test(message, config_settings = {}):
-    def _impl(ctx):
-        env = analysistest.begin(ctx)
-        asserts.expect_failure(env, message)
-        return analysistest.end(env)
-
-    return analysistest.make(_impl, expect_failure = True, config_settings = config_settings)
 
 both_repository_test = _failure_test("set exactly one of repository, repository_file and repositories (got repository and repository_file)")
 no_repository_test = _failure_test("set exactly one of repository, repository_file and repositories (got none)")
@@ -40,11 +22,13 @@ two_outputs_image_test = _failure_test("has 2 outputs")
 tagged_repository_test = _failure_test("must not contain a tag")
 digest_repository_test = _failure_test("must not contain a digest")
 hostless_repository_test = _failure_test("expected host[:port]/path")
+file_referrer_test = _failure_test(
+    "referrer @@//rules/tests:tags.txt outputs the file rules/tests/tags.txt, not a directory; " +
+    "expected a target whose single output is an OCI artifact layout directory",
+)
+two_outputs_referrer_test = _failure_test("referrer @@//rules/tests:two_files has 2 outputs")
 
 # --- success --------------------------------------------------------------
-
-def _basenames(files):
-    return sorted([f.basename for f in files])
 
 def _wiring_test_impl(ctx):
     env = analysistest.begin(ctx)
@@ -134,8 +118,7 @@ def _repositories_test_impl(ctx):
         expand.substitutions["{{repository_args}}"],
     )
     argv = _actions(env, "OciPushVerify")[0].argv
-    repositories = [argv[i + 1] for i in range(len(argv) - 1) if argv[i] == "--repository"]
-    asserts.equals(env, ["r.example.com/a", "r.example.com/a-mirror"], repositories)
+    asserts.equals(env, ["r.example.com/a", "r.example.com/a-mirror"], _flag_values(argv, "--repository"))
     return analysistest.end(env)
 
 repositories_test = analysistest.make(_repositories_test_impl)
@@ -221,6 +204,76 @@ def _no_remote_cache_test_impl(ctx):
 
 no_remote_cache_test = analysistest.make(_no_remote_cache_test_impl)
 
+def _referrers_test_impl(ctx):
+    # Each referrer is a --referrer of the run-script, in order and before "$@" (so flags after
+    # `--` add to them), is in the runfiles, and is an input and a --referrer of the build-time
+    # check. With the remote-cache setting they stay full layouts: only the image is thinned.
+    # (The referrers are matched by short_path: this test's own `referrers` are built in
+    # another configuration than the target's.)
+    env = analysistest.begin(ctx)
+    target = analysistest.target_under_test(env)
+    referrers = [r[DefaultInfo].files.to_list()[0].short_path for r in ctx.attr.referrers]
+
+    expand = _actions(env, "TemplateExpand")
+    asserts.equals(env, 1, len(expand))
+    asserts.equals(
+        env,
+        "\n".join([
+            "referrer=\"$(locate '%s/%s')\"\nargs+=(--referrer \"$referrer\")" % (ctx.workspace_name, r)
+            for r in referrers
+        ]),
+        expand[0].substitutions["{{referrer_args}}"],
+    )
+
+    runfiles = {f.short_path: f for f in target[DefaultInfo].default_runfiles.files.to_list()}
+    for referrer in referrers:
+        asserts.true(env, referrer in runfiles, "runfiles lack %s: %s" % (referrer, sorted(runfiles)))
+        if referrer in runfiles:
+            asserts.true(env, runfiles[referrer].is_directory, "%s is not a directory" % referrer)
+
+    verify = _actions(env, "OciPushVerify")[0]
+    inputs = {f.short_path: f for f in verify.inputs.to_list()}
+    asserts.equals(
+        env,
+        [inputs[r].path if r in inputs else "(%s not an input)" % r for r in referrers],
+        _flag_values(verify.argv, "--referrer"),
+    )
+
+    thin = _actions(env, "OciPushThinLayout")
+    asserts.equals(env, 1 if ctx.attr.remote_cache else 0, len(thin))
+    for action in thin:
+        inputs = [f.short_path for f in action.inputs.to_list()]
+        asserts.true(env, "rules/tests/layout" in inputs, "the thin layout's inputs: %s" % inputs)
+        for referrer in referrers:
+            asserts.false(env, referrer in inputs, "the thin layout reads %s" % referrer)
+        asserts.false(env, "--referrer" in action.argv, "thin layout argv: %s" % action.argv)
+    if ctx.attr.remote_cache:
+        asserts.true(env, "rules/tests/with_referrers.thin" in runfiles, "runfiles: %s" % sorted(runfiles))
+        asserts.false(env, "rules/tests/layout" in runfiles, "runfiles hold the full image: %s" % sorted(runfiles))
+    return analysistest.end(env)
+
+referrers_test = analysistest.make(
+    _referrers_test_impl,
+    # The target's referrers, in order.
+    attrs = {"referrers": attr.label_list(), "remote_cache": attr.bool()},
+)
+
+referrers_remote_cache_test = analysistest.make(
+    _referrers_test_impl,
+    attrs = {"referrers": attr.label_list(), "remote_cache": attr.bool(default = True)},
+    config_settings = _with_remote_cache("http://127.0.0.1:9090/cache"),
+)
+
+def _no_referrers_test_impl(ctx):
+    env = analysistest.begin(ctx)
+    expand = _actions(env, "TemplateExpand")[0]
+    asserts.equals(env, "# (no referrers)", expand.substitutions["{{referrer_args}}"])
+    argv = _actions(env, "OciPushVerify")[0].argv
+    asserts.false(env, "--referrer" in argv, "verify argv: %s" % argv)
+    return analysistest.end(env)
+
+no_referrers_test = analysistest.make(_no_referrers_test_impl)
+
 # --- suite ------------------------------------------------------------------
 
 def push_test_suite(name):
@@ -231,6 +284,8 @@ def push_test_suite(name):
     """
     manual = ["manual"]
     fake_layout(name = "layout", tags = manual)
+    fake_layout(name = "sbom_layout", tags = manual)
+    fake_layout(name = "signature_layout", tags = manual)
     native.filegroup(name = "two_files", srcs = ["tags.txt", "repository.txt"], tags = manual)
 
     def push(name, **kwargs):
@@ -248,6 +303,15 @@ def push_test_suite(name):
     push("with_repositories", image = ":layout", repositories = ["r.example.com/a", "r.example.com/a-mirror"])
     push("list_and_repository", image = ":layout", repository = "r.example.com/a", repositories = ["r.example.com/b"])
     push("tagged_in_list", image = ":layout", repositories = ["r.example.com/a", "r.example.com/b:v1"])
+    push("file_referrer", image = ":layout", repository = "r.example.com/a", referrers = ["tags.txt"])
+    push("two_outputs_referrer", image = ":layout", repository = "r.example.com/a", referrers = [":two_files"])
+    push(
+        "with_referrers",
+        image = ":layout",
+        repository = "r.example.com/a",
+        image_tags = "tags.txt",
+        referrers = [":sbom_layout", ":signature_layout"],
+    )
     oci_push(name = "list_tags", image = ":layout", repository = "r.example.com/a", image_tags = ["a", "b"], tags = manual)
     oci_push(name = "remote_tags_alias", image = ":layout", repository = "r.example.com/a", remote_tags = ["a"], tags = manual)
     oci_push(
@@ -271,6 +335,8 @@ def push_test_suite(name):
         "with_repositories": repositories_test,
         "list_and_repository": list_and_repository_test,
         "tagged_in_list": tagged_in_list_test,
+        "file_referrer": file_referrer_test,
+        "two_outputs_referrer": two_outputs_referrer_test,
         "list_tags": list_tags_test,
         "remote_tags_alias": list_tags_test,
     }
@@ -296,6 +362,17 @@ def push_test_suite(name):
     }
     for test_name, test in remote_cache_tests.items():
         test(name = test_name, target_under_test = ":push")
-    extra = [":cross_platform_test", ":mount_from_test", ":no_mount_from_test"]
+    referrers = [":sbom_layout", ":signature_layout"]
+    referrers_test(name = "with_referrers_test", target_under_test = ":with_referrers", referrers = referrers)
+    referrers_remote_cache_test(name = "referrers_remote_cache_test", target_under_test = ":with_referrers", referrers = referrers)
+    no_referrers_test(name = "no_referrers_test", target_under_test = ":push")
+    extra = [
+        ":cross_platform_test",
+        ":mount_from_test",
+        ":no_mount_from_test",
+        ":with_referrers_test",
+        ":referrers_remote_cache_test",
+        ":no_referrers_test",
+    ]
     extra += [":" + t for t in remote_cache_tests]
     native.test_suite(name = name, tests = [":%s_test" % t for t in tests] + extra)

@@ -12,6 +12,7 @@ add to and put back. That read-modify-write races with other writers (a second p
   index changed meanwhile, and we read and merge again;
 - after the PUT we read the index back, and when another writer's PUT replaced ours (no
   registry here honours conditions on manifests), we merge again.
+
 A writer whose PUT lands between our read and our PUT, on a registry that ignores
 conditions, can still lose its entry unless it checks as we do; a re-run of either push puts
 it back (docs/referrers.md).
