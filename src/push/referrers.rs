@@ -238,10 +238,12 @@ impl Steps<'_> {
     fn read_index(&self, tag: &str) -> Result<TagIndex> {
         let url = self.url(&format!("manifests/{tag}"));
         let what = format!("reading the referrers index '{tag}'");
+        // Every manifest type: asked for an index only, a registry answers 404 for an image
+        // someone tagged so, and that tag would be overwritten.
         let response = self.client.send(
             Method::GET,
             &url,
-            &[("accept", OCI_INDEX)],
+            &super::MANIFEST_ACCEPT,
             Payload::Empty,
             &what,
         )?;

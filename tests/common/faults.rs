@@ -89,6 +89,11 @@ pub enum Fault {
     OneOf(Vec<Fault>),
     /// Forward, then change the registry's answer as another registry would send it.
     Rewrite(Vec<Edit>),
+    /// Honour `If-Match` and `If-None-Match: *` on the request as a registry with conditional
+    /// manifest writes would (distribution ignores them): after `wait` (a window for another
+    /// writer), ask the registry where the target points now, and answer 412 when the
+    /// condition fails; forward otherwise.
+    Conditional { wait: Duration },
 }
 
 /// A change to a forwarded answer, for [`Fault::Rewrite`]: another registry's manners.
@@ -248,6 +253,7 @@ impl Fault {
             Fault::Reset => "reset",
             Fault::OneOf(_) => "one-of",
             Fault::Rewrite(_) => "rewrite",
+            Fault::Conditional { .. } => "conditional",
         }
     }
 }
@@ -816,6 +822,20 @@ fn exchange(
     let len = body.len() as u64;
     shared.update(index, |s| s.body_len = len);
     let close = head.wants_close();
+    if let Some(Fault::Conditional { wait }) = &fault {
+        if !shared.sleep(*wait) {
+            return false;
+        }
+        if !condition_holds(shared, head) {
+            let answer = injected_answer(412, &[], None, &head.method, close);
+            shared.update(index, |s| s.answered = Some(412));
+            return writer
+                .write_all(&answer)
+                .and_then(|()| writer.flush())
+                .is_ok()
+                && !close;
+        }
+    }
     match &fault {
         Some(Fault::Status {
             status,
@@ -881,6 +901,53 @@ fn exchange(
             }
             ok && !close
         }
+    }
+}
+
+/// Whether the request's `If-Match` (the digest its target names now, quoted as an ETag) or
+/// `If-None-Match: *` (the target does not exist) holds, asked of the registry with a HEAD.
+fn condition_holds(shared: &Shared, head: &Head) -> bool {
+    let if_match = head
+        .header("if-match")
+        .map(|v| v.trim().trim_matches('"').to_string());
+    let if_none = head
+        .header("if-none-match")
+        .is_some_and(|v| v.trim() == "*");
+    if if_match.is_none() && !if_none {
+        return true;
+    }
+    let mut headers: Vec<(String, String)> = head
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            ["authorization", "host"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+        })
+        .cloned()
+        .collect();
+    headers.push((
+        "Accept".to_string(),
+        "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"
+            .to_string(),
+    ));
+    let probe = Head {
+        method: "HEAD".to_string(),
+        target: head.target.clone(),
+        version: head.version.clone(),
+        headers,
+    };
+    let Ok(answer) = forward(shared, &probe, &[]) else {
+        return false;
+    };
+    let current = match answer.status {
+        200 => header(&answer.headers, "docker-content-digest").map(str::to_string),
+        _ => None,
+    };
+    match (if_match, current) {
+        (Some(expected), Some(current)) => expected == current,
+        (Some(_), None) => false,
+        (None, current) => current.is_none(),
     }
 }
 

@@ -1,0 +1,798 @@
+//! Referrers (`--referrer`, `--write-artifact`): artifacts whose subject is the image go up after
+//! it and before its tags; distribution 2.8 has no referrers API, so the fallback tag index
+//! `sha256-<hex>` is kept. Read back with oras (`oras discover`, a client we did not write) and
+//! curl, on the real registry; fronts emulate what it cannot do (`OCI-Subject`, conditional
+//! writes, another writer at the wrong moment).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::faults::{spawn_oci_push, Edit, Fault, FaultProxy, Rule};
+use common::pushing::image;
+use common::sandbox::oci_push_with;
+use common::*;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const SPDX: &str = "application/spdx+json";
+const INTOTO: &str = "application/vnd.in-toto+json";
+
+/// oras, from `$ORAS` or where `bench/get-peers.sh` puts it. A missing oras fails the test:
+/// a read-back skipped is no read-back.
+fn oras() -> PathBuf {
+    let path = std::env::var_os("ORAS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/.peers/oras"));
+    assert!(
+        path.is_file(),
+        "oras not found at {}: run `bash bench/get-peers.sh` (tools/setup.sh does), or set ORAS",
+        path.display()
+    );
+    path
+}
+
+/// `oras discover --format json` of `reference`: (artifactType, digest) of each referrer.
+fn discover(reference: &str) -> Vec<(String, String)> {
+    let out = Command::new(oras())
+        .args(["discover", "--plain-http", "--format", "json", reference])
+        .output()
+        .expect("run oras");
+    assert!(
+        out.status.success(),
+        "oras discover {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: Value = serde_json::from_slice(&out.stdout).expect("oras JSON");
+    let mut found: Vec<(String, String)> = value["referrers"]
+        .as_array()
+        .expect("referrers in oras's JSON")
+        .iter()
+        .map(|r| {
+            (
+                r["artifactType"].as_str().unwrap_or("").to_string(),
+                r["digest"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Writes an artifact layout for the image in `subject` with `oci-push --write-artifact`;
+/// returns it and its manifest's digest.
+fn artifact(
+    subject: &Path,
+    artifact_type: &str,
+    content: &str,
+    extra: &[&str],
+) -> (TempDir, String) {
+    let dir = TempDir::new().expect("temp dir");
+    let file = write_file(dir.path(), "payload.json", content.as_bytes());
+    let out = dir.path().join("layout");
+    let mut args = vec![
+        "--write-artifact".to_string(),
+        out.display().to_string(),
+        "--layout".to_string(),
+        subject.display().to_string(),
+        "--artifact-type".to_string(),
+        artifact_type.to_string(),
+        "--artifact-file".to_string(),
+        format!("{}:{artifact_type}", file.display()),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let run = oci_push(&args).ok();
+    let digest = run.last_line().to_string();
+    assert!(digest.starts_with("sha256:"), "{}", run.stdout);
+    (dir, digest)
+}
+
+fn layout_of(artifact: &(TempDir, String)) -> String {
+    artifact.0.path().join("layout").display().to_string()
+}
+
+/// `--layout L -r REPO -t v1 --referrer R...`, run in the sandbox.
+fn push(layout: &TempDir, repo: &str, referrers: &[&(TempDir, String)], extra: &[&str]) -> Run {
+    let mut args = vec![
+        "--layout".to_string(),
+        layout_arg(layout),
+        "-r".to_string(),
+        repo.to_string(),
+        "-t".to_string(),
+        "v1".to_string(),
+    ];
+    for referrer in referrers {
+        args.extend(["--referrer".to_string(), layout_of(referrer)]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    oci_push_with(&args, &[], None)
+}
+
+fn fallback_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
+}
+
+/// The fallback index of `subject` in `path`, as curl reads it: (digest, entry) of each.
+fn index_entries(registry: &Registry, path: &str, subject: &str) -> Vec<Value> {
+    let answer = registry.get(
+        &format!("/v2/{path}/manifests/{}", fallback_tag(subject)),
+        OCI_INDEX,
+    );
+    assert_eq!(answer.status, 200, "the fallback index: {}", answer.text());
+    assert_eq!(answer.header("content-type").as_deref(), Some(OCI_INDEX));
+    let index: Value = serde_json::from_slice(&answer.body).expect("index JSON");
+    index["manifests"].as_array().expect("manifests").clone()
+}
+
+fn digests(entries: &[Value]) -> Vec<String> {
+    let mut list: Vec<String> = entries
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap_or("").to_string())
+        .collect();
+    list.sort();
+    list
+}
+
+fn sorted(mut list: Vec<(String, String)>) -> Vec<(String, String)> {
+    list.sort();
+    list
+}
+
+/// Puts a manifest straight into the registry with curl: another writer.
+fn curl_put(url: &str, media_type: &str, bytes: &[u8]) {
+    let dir = TempDir::new().expect("temp dir");
+    let file = write_file(dir.path(), "body", bytes);
+    let answer = curl_with(
+        "PUT",
+        url,
+        "*/*",
+        &[
+            "-H".to_string(),
+            format!("Content-Type: {media_type}"),
+            "--data-binary".to_string(),
+            format!("@{}", file.display()),
+        ],
+    );
+    assert_eq!(answer.status, 201, "PUT {url}: {}", answer.text());
+}
+
+fn index_of(entries: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
+        .expect("json")
+}
+
+#[test]
+fn referrers_go_up_after_the_image_and_before_the_tags_and_oras_lists_them() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(&registry, vec![]);
+    let (img, layout) = image(1);
+    let sbom = artifact(
+        layout.path(),
+        SPDX,
+        r#"{"spdxVersion":"SPDX-2.3"}"#,
+        &["--annotation", "org.example.tool=bazel"],
+    );
+    let provenance = artifact(layout.path(), INTOTO, r#"{"_type":"statement"}"#, &[]);
+    let repo = proxy.repo("app");
+    let run = push(&layout, &repo, &[&sbom, &provenance], &["--format", "json"]).ok();
+
+    let subject = &img.manifest.digest;
+    let json = run.json();
+    assert_eq!(json["reference"], format!("{repo}@{subject}"));
+    let reported: Vec<(String, String, String, bool)> = json["referrers"]
+        .as_array()
+        .expect("referrers")
+        .iter()
+        .map(|r| {
+            (
+                r["digest"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+                r["indexTag"].as_str().unwrap().to_string(),
+                r["indexChanged"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        [
+            (sbom.1.clone(), "pushed".into(), fallback_tag(subject), true),
+            (
+                provenance.1.clone(),
+                "pushed".into(),
+                fallback_tag(subject),
+                true
+            ),
+        ]
+    );
+    // Read back by a client we did not write, through the registry itself.
+    assert_eq!(
+        discover(&format!("{}@{subject}", registry.repo("app"))),
+        sorted(vec![
+            (SPDX.to_string(), sbom.1.clone()),
+            (INTOTO.to_string(), provenance.1.clone()),
+        ])
+    );
+    let entries = index_entries(&registry, "app", subject);
+    let sbom_entry = entries
+        .iter()
+        .find(|e| e["digest"] == sbom.1.as_str())
+        .expect("sbom");
+    assert_eq!(sbom_entry["artifactType"], SPDX);
+    assert_eq!(sbom_entry["mediaType"], OCI_MANIFEST);
+    assert_eq!(sbom_entry["annotations"]["org.example.tool"], "bazel");
+    registry.assert_manifest("app", "v1", &img.manifest);
+    // Each referrer is there by digest, with the bytes of its layout.
+    for (artifact, _) in [(&sbom, SPDX), (&provenance, INTOTO)] {
+        let answer = registry.get(&format!("/v2/app/manifests/{}", artifact.1), OCI_MANIFEST);
+        assert_eq!(answer.status, 200);
+        assert_eq!(sha256(&answer.body), artifact.1);
+    }
+    // The order: image, then referrers and their index, then the tag.
+    let puts: Vec<String> = proxy
+        .matching("PUT", "/manifests/")
+        .iter()
+        .map(|r| r.path().rsplit('/').next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        puts,
+        [
+            subject.clone(),
+            sbom.1.clone(),
+            provenance.1.clone(),
+            fallback_tag(subject),
+            "v1".to_string()
+        ]
+    );
+}
+
+#[test]
+fn a_second_push_adds_nothing_to_the_index_and_a_new_referrer_keeps_the_old() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(&registry, vec![]);
+    let (img, layout) = image(2);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    let signature = artifact(layout.path(), "application/vnd.example.sig", "sig", &[]);
+    let repo = proxy.repo("app");
+    push(&layout, &repo, &[&sbom], &[]).ok();
+    proxy.forget();
+    let again = push(&layout, &repo, &[&sbom], &["--format", "json"]).ok();
+    assert_eq!(again.json()["referrers"][0]["indexChanged"], false);
+    let index = format!("/manifests/{}", fallback_tag(&img.manifest.digest));
+    assert_eq!(proxy.count("PUT", &index), 0, "{}", proxy.describe());
+    assert_eq!(
+        digests(&index_entries(&registry, "app", &img.manifest.digest)),
+        [sbom.1.as_str()]
+    );
+    // Another referrer later: the index keeps the first.
+    push(&layout, &repo, &[&signature], &[]).ok();
+    let mut both = vec![sbom.1.clone(), signature.1.clone()];
+    both.sort();
+    assert_eq!(
+        digests(&index_entries(&registry, "app", &img.manifest.digest)),
+        both
+    );
+    assert_eq!(
+        discover(&format!("{}:v1", registry.repo("app"))).len(),
+        2,
+        "oras lists both"
+    );
+}
+
+#[test]
+fn a_registry_answering_oci_subject_indexes_the_referrer_itself() {
+    let registry = Registry::start();
+    let (img, layout) = image(3);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    let subject = Fault::Rewrite(vec![Edit::header("OCI-Subject", &img.manifest.digest)]);
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::every(
+            "PUT",
+            &format!("/manifests/{}", sbom.1),
+            subject,
+        )],
+    );
+    let run = push(&layout, &proxy.repo("app"), &[&sbom], &["--format", "json"]).ok();
+    let json = run.json();
+    assert_eq!(json["referrers"][0]["index"], "registry");
+    assert_eq!(json["referrers"][0]["indexTag"], Value::Null);
+    // No fallback tag: the registry lists it.
+    assert_eq!(registry.tags("app"), ["v1"]);
+    assert_eq!(proxy.count("*", &fallback_tag(&img.manifest.digest)), 0);
+    let answer = registry.get(&format!("/v2/app/manifests/{}", sbom.1), OCI_MANIFEST);
+    assert_eq!(sha256(&answer.body), sbom.1);
+    assert!(
+        run.stderr.contains("indexed by the registry"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_platform_manifest_can_be_the_subject() {
+    let registry = Registry::start();
+    let amd64 = Image::sized(Types::Oci, 40, 1, 100);
+    let arm64 = Image::sized(Types::Oci, 41, 1, 100);
+    let arm64_digest = arm64.manifest.digest.clone();
+    let index = Index::new(
+        Types::Oci,
+        vec![(amd64, ("linux", "amd64")), (arm64, ("linux", "arm64"))],
+    );
+    let layout = index_layout(&index);
+    let sbom = artifact(
+        layout.path(),
+        SPDX,
+        "{}",
+        &["--subject-platform", "linux/arm64"],
+    );
+    let run = push(&layout, &registry.repo("multi"), &[&sbom], &[]).ok();
+    assert_eq!(
+        run.last_line(),
+        format!("{}@{}", registry.repo("multi"), index.manifest.digest)
+    );
+    assert_eq!(
+        digests(&index_entries(&registry, "multi", &arm64_digest)),
+        [sbom.1.as_str()]
+    );
+    assert_eq!(
+        discover(&format!("{}@{arm64_digest}", registry.repo("multi"))),
+        [(SPDX.to_string(), sbom.1.clone())]
+    );
+    // A platform the index lacks is refused when the artifact is written.
+    let dir = TempDir::new().unwrap();
+    let run = oci_push([
+        "--write-artifact",
+        dir.path().join("x").to_str().unwrap(),
+        "--layout",
+        &layout_arg(&layout),
+        "--artifact-type",
+        SPDX,
+        "--subject-platform",
+        "linux/s390x",
+    ]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.error()
+            .contains("has no manifest for it (it lists linux/amd64, linux/arm64)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn referrers_that_do_not_fit_the_image_are_refused_before_any_request() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(&registry, vec![]);
+    let (img, layout) = image(4);
+    let (_, other) = image(5);
+    let foreign = artifact(other.path(), SPDX, "{}", &[]);
+    let run = push(&layout, &proxy.repo("app"), &[&foreign], &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.error().contains(&format!(
+        "is not a manifest of the image {}: the subject must be the image itself",
+        img.manifest.digest
+    )));
+    assert_eq!(proxy.requests().len(), 0, "{}", proxy.describe());
+
+    // The image itself, not an artifact, as a referrer: no subject.
+    let run = oci_push_with(
+        &[
+            "--layout",
+            &layout_arg(&layout),
+            "-r",
+            &proxy.repo("app"),
+            "--referrer",
+            &layout_arg(&layout),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(run.code, 4);
+    assert!(run.error().contains("has no subject"), "{}", run.stderr);
+
+    // A subject naming the image's digest with another size.
+    let wrong = Blob::new(
+        OCI_MANIFEST,
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": SPDX,
+            "config": img.config.descriptor(),
+            "layers": [img.config.descriptor()],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": img.manifest.digest, "size": 1},
+        }))
+        .unwrap(),
+    );
+    let dir = write_layout(&[&wrong], &[&img.config]);
+    let run = oci_push_with(
+        &[
+            "--layout",
+            &layout_arg(&layout),
+            "-r",
+            &proxy.repo("app"),
+            "--referrer",
+            &layout_arg(&dir),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(run.code, 4);
+    assert!(
+        run.error().contains(&format!(
+            "its subject names {} as 1 bytes of {OCI_MANIFEST}, but that manifest is {} bytes",
+            img.manifest.digest,
+            img.manifest.bytes.len()
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(proxy.requests().len(), 0);
+    // The build-time check finds the same.
+    let run = oci_push([
+        "--verify",
+        "--layout",
+        &layout_arg(&layout),
+        "--referrer",
+        &layout_of(&foreign),
+    ]);
+    assert_eq!(run.code, 4);
+    assert!(run.error().contains("is not a manifest of the image"));
+}
+
+#[test]
+fn another_writer_between_our_read_and_put_is_kept_where_the_registry_honours_if_match() {
+    let registry = Registry::start();
+    let (img, layout) = image(6);
+    let ours = artifact(layout.path(), SPDX, "{}", &[]);
+    let theirs = artifact(layout.path(), INTOTO, "{}", &[]);
+    let subject = img.manifest.digest.clone();
+    // Their referrer is in the registry (pushed elsewhere), not yet in the index.
+    push(&layout, &registry.repo("app"), &[&theirs], &[]).ok();
+    let tag_url = format!(
+        "{}/v2/app/manifests/{}",
+        registry.base_url(),
+        fallback_tag(&subject)
+    );
+    let their_entry = index_entries(&registry, "app", &subject);
+    let index_digest = registry
+        .head(&format!("/v2/app/manifests/{}", fallback_tag(&subject)))
+        .header("docker-content-digest")
+        .unwrap();
+    let deleted = curl(
+        "DELETE",
+        &format!("{}/v2/app/manifests/{index_digest}", registry.base_url()),
+        "*/*",
+    );
+    assert_eq!(deleted.status, 202, "{}", deleted.text());
+
+    let index = format!("/manifests/{}", fallback_tag(&subject));
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![
+            Rule::nth(
+                1,
+                "PUT",
+                &index,
+                Fault::Conditional {
+                    wait: Duration::from_secs(2),
+                },
+            ),
+            Rule::every(
+                "PUT",
+                &index,
+                Fault::Conditional {
+                    wait: Duration::ZERO,
+                },
+            ),
+        ],
+    );
+    let layout_path = layout_arg(&layout);
+    let repo = proxy.repo("app");
+    let running = spawn_oci_push([
+        "--layout",
+        &layout_path,
+        "-r",
+        &repo,
+        "-t",
+        "v1",
+        "--referrer",
+        &layout_of(&ours),
+    ]);
+    // While our PUT waits, they write the index with their entry.
+    assert!(
+        proxy.wait_fired(0, 1, Duration::from_secs(30)),
+        "{}",
+        proxy.describe()
+    );
+    curl_put(&tag_url, OCI_INDEX, &index_of(&their_entry));
+    let (run, _) = running.wait(Duration::from_secs(60));
+    let run = run.ok();
+    assert_eq!(
+        proxy
+            .matching("PUT", &index)
+            .iter()
+            .map(|r| r.answered)
+            .collect::<Vec<_>>(),
+        [Some(412), Some(201)],
+        "{}",
+        proxy.describe()
+    );
+    let mut both = vec![ours.1.clone(), theirs.1.clone()];
+    both.sort();
+    assert_eq!(digests(&index_entries(&registry, "app", &subject)), both);
+    assert_eq!(discover(&format!("{}:v1", registry.repo("app"))).len(), 2);
+    assert!(run.stderr.contains("unchanged    v1"), "{}", run.stderr);
+}
+
+#[test]
+fn another_writer_replacing_our_index_after_our_put_is_merged_back() {
+    let registry = Registry::start();
+    let (img, layout) = image(7);
+    let ours = artifact(layout.path(), SPDX, "{}", &[]);
+    let theirs = artifact(layout.path(), INTOTO, "{}", &[]);
+    let subject = img.manifest.digest.clone();
+    push(&layout, &registry.repo("app"), &[&theirs], &[]).ok();
+    let their_entry = index_entries(&registry, "app", &subject);
+    let tag_url = format!(
+        "{}/v2/app/manifests/{}",
+        registry.base_url(),
+        fallback_tag(&subject)
+    );
+
+    // Our second read of the index (the check after our PUT) waits while they put theirs,
+    // made from what they read before our PUT: ours is gone from it.
+    let index = format!("/manifests/{}", fallback_tag(&subject));
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::nth(
+            2,
+            "GET",
+            &index,
+            Fault::Stall {
+                wait: Duration::from_secs(2),
+                forward: true,
+            },
+        )],
+    );
+    let layout_path = layout_arg(&layout);
+    let repo = proxy.repo("app");
+    let running = spawn_oci_push([
+        "--layout",
+        &layout_path,
+        "-r",
+        &repo,
+        "-t",
+        "v1",
+        "--referrer",
+        &layout_of(&ours),
+    ]);
+    assert!(
+        proxy.wait_fired(0, 1, Duration::from_secs(30)),
+        "{}",
+        proxy.describe()
+    );
+    curl_put(&tag_url, OCI_INDEX, &index_of(&their_entry));
+    let (run, _) = running.wait(Duration::from_secs(60));
+    run.ok();
+    assert_eq!(proxy.count("PUT", &index), 2, "{}", proxy.describe());
+    let mut both = vec![ours.1.clone(), theirs.1.clone()];
+    both.sort();
+    assert_eq!(digests(&index_entries(&registry, "app", &subject)), both);
+}
+
+#[test]
+fn a_fallback_tag_holding_something_else_is_refused_and_nothing_is_tagged() {
+    let registry = Registry::start();
+    let (img, layout) = image(8);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    // Someone tagged an image with the name the schema keeps for the index.
+    push(
+        &layout,
+        &registry.repo("app"),
+        &[],
+        &["-t", &fallback_tag(&img.manifest.digest)],
+    )
+    .ok();
+    let run = oci_push_with(
+        &[
+            "--layout",
+            &layout_arg(&layout),
+            "-r",
+            &registry.repo("app"),
+            "-t",
+            "release",
+            "--referrer",
+            &layout_of(&sbom),
+            "--format",
+            "json",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    let error = run.error();
+    for fragment in [
+        "not all its referrers, so no tag was applied (not attempted: release)",
+        &format!("holds a {OCI_MANIFEST}, not the OCI index of referrers"),
+        "delete that tag",
+    ] {
+        assert!(error.contains(fragment), "{fragment}: {error}");
+    }
+    assert!(!registry.tags("app").contains(&"release".to_string()));
+    assert_eq!(run.json()["tags"][0]["outcome"], "notAttempted");
+}
+
+#[test]
+fn a_refused_index_update_leaves_no_tag_and_a_re_run_finishes() {
+    let registry = Registry::start();
+    let (img, layout) = image(9);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    let index = format!("/manifests/{}", fallback_tag(&img.manifest.digest));
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::nth(1, "PUT", &index, Fault::status(403))],
+    );
+    let run = push(&layout, &proxy.repo("app"), &[&sbom], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.error().contains("no tag was applied"), "{}", run.stderr);
+    assert!(registry.tags("app").is_empty());
+    push(&layout, &proxy.repo("app"), &[&sbom], &[]).ok();
+    assert_eq!(
+        digests(&index_entries(&registry, "app", &img.manifest.digest)),
+        [sbom.1.as_str()]
+    );
+    registry.assert_manifest("app", "v1", &img.manifest);
+}
+
+#[test]
+fn a_dry_run_reports_the_referrers_and_writes_nothing() {
+    let registry = Registry::start();
+    let (img, layout) = image(10);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    let repo = registry.repo("app");
+    let run = push(&layout, &repo, &[&sbom], &["--dry-run", "--format", "json"]).ok();
+    let referrer = &run.json()["referrers"][0];
+    assert_eq!(referrer["outcome"], "wouldPush");
+    assert_eq!(referrer["index"], "tag");
+    assert_eq!(referrer["indexChanged"], true);
+    assert!(
+        run.stderr.contains("would be added to the index tag"),
+        "{}",
+        run.stderr
+    );
+    assert!(registry.catalog().is_empty(), "{:?}", registry.catalog());
+    push(&layout, &repo, &[&sbom], &[]).ok();
+    let run = push(&layout, &repo, &[&sbom], &["--dry-run", "--format", "json"]).ok();
+    let referrer = &run.json()["referrers"][0];
+    assert_eq!(referrer["outcome"], "exists");
+    assert_eq!(referrer["indexChanged"], false);
+    assert_eq!(
+        digests(&index_entries(&registry, "app", &img.manifest.digest)),
+        [sbom.1.as_str()]
+    );
+}
+
+#[test]
+fn every_destination_gets_the_referrers() {
+    let registry = Registry::start();
+    let (img, layout) = image(11);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    let mirror = registry.repo("mirror");
+    let run = push(&layout, &registry.repo("app"), &[&sbom], &["-r", &mirror]).ok();
+    assert!(
+        run.stderr.contains("destinations: pushed"),
+        "{}",
+        run.stderr
+    );
+    for path in ["app", "mirror"] {
+        assert_eq!(
+            digests(&index_entries(&registry, path, &img.manifest.digest)),
+            [sbom.1.as_str()],
+            "{path}"
+        );
+        registry.assert_manifest(path, "v1", &img.manifest);
+    }
+}
+
+#[test]
+fn write_artifact_is_reproducible_and_refuses_bad_input() {
+    let (_, layout) = image(12);
+    let a = artifact(layout.path(), SPDX, "same", &["--annotation", "k=v"]);
+    let b = artifact(layout.path(), SPDX, "same", &["--annotation", "k=v"]);
+    assert_eq!(a.1, b.1, "the same inputs give the same digest");
+    let out = TempDir::new().unwrap();
+    let into = out.path().join("a");
+    let into = into.to_str().unwrap();
+    let layout = layout_arg(&layout);
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["--write-artifact", into, "--layout", &layout],
+            1,
+            "--write-artifact needs --artifact-type TYPE",
+        ),
+        (
+            vec![
+                "--write-artifact",
+                into,
+                "--layout",
+                &layout,
+                "--artifact-type",
+                "json",
+            ],
+            1,
+            "--artifact-type json: not a media type",
+        ),
+        (
+            vec![
+                "--write-artifact",
+                into,
+                "--layout",
+                &layout,
+                "--artifact-type",
+                SPDX,
+                "--artifact-file",
+                "/nonexistent/sbom.json:application/json",
+            ],
+            4,
+            "--artifact-file /nonexistent/sbom.json: cannot read it",
+        ),
+        (
+            vec![
+                "--write-artifact",
+                into,
+                "--layout",
+                &layout,
+                "--artifact-type",
+                SPDX,
+                "--annotation",
+                "k=1",
+                "--annotation",
+                "k=2",
+            ],
+            1,
+            "--annotation k: given twice",
+        ),
+        (
+            vec![
+                "--write-artifact",
+                into,
+                "--layout",
+                &layout,
+                "--artifact-type",
+                SPDX,
+                "--subject-platform",
+                "linux/amd64",
+            ],
+            4,
+            "is a single image, not an index",
+        ),
+        (
+            vec!["--layout", &layout, "-r", "h.io/x", "--artifact-type", SPDX],
+            1,
+            "--artifact-type goes with --write-artifact DIR",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let run = oci_push(&args);
+        assert_eq!(run.code, code, "{args:?}: {}", run.stderr);
+        assert!(run.error().contains(message), "{args:?}: {}", run.stderr);
+    }
+    // A directory with something in it is not written over.
+    let full = write_file(out.path(), "keep", b"x");
+    let run = oci_push([
+        "--write-artifact",
+        out.path().to_str().unwrap(),
+        "--layout",
+        &layout,
+        "--artifact-type",
+        SPDX,
+    ]);
+    assert_eq!(run.code, 1);
+    assert!(run.error().contains("the directory is not empty"));
+    assert_eq!(std::fs::read(full).unwrap(), b"x");
+}
