@@ -135,71 +135,6 @@ fn quiet_prints_only_the_reference() {
     registry.assert_manifest("quiet", "x", &image.manifest);
 }
 
-/// Checks `value` against the subset of JSON Schema that docs/push-result.schema.json uses:
-/// type, required, properties, items, enum.
-fn validate(value: &Value, schema: &Value, path: &str) {
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        assert!(
-            allowed.contains(value),
-            "{path}: {value} not in {allowed:?}"
-        );
-    }
-    if let Some(types) = schema.get("type") {
-        let types: Vec<&str> = match types {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => panic!("{path}: bad schema type"),
-        };
-        let actual = match value {
-            Value::Null => "null",
-            Value::Bool(_) => "boolean",
-            Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
-            Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Array(_) => "array",
-            Value::Object(_) => "object",
-        };
-        let ok = types.contains(&actual) || (actual == "integer" && types.contains(&"number"));
-        assert!(ok, "{path}: {actual} is not {types:?}");
-    }
-    if let Value::Object(fields) = value {
-        for name in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = name.as_str().unwrap();
-            assert!(fields.contains_key(name), "{path}: missing {name}");
-        }
-        if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-            for name in fields.keys() {
-                assert!(
-                    properties.contains_key(name),
-                    "{path}: {name} is not in the schema"
-                );
-            }
-            for (name, field) in fields {
-                validate(field, &properties[name], &format!("{path}.{name}"));
-            }
-        }
-    }
-    if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
-        for (i, item) in items.iter().enumerate() {
-            validate(item, item_schema, &format!("{path}[{i}]"));
-        }
-    }
-}
-
-fn schema() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/push-result.schema.json"
-    ))
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 #[test]
 fn json_result_follows_its_schema() {
     let registry = Registry::start();
@@ -257,7 +192,7 @@ fn json_result_follows_its_schema() {
     ])
     .ok();
     let result: Value = serde_json::from_str(&run.stdout).expect("stdout is one JSON object");
-    validate(&result, &schema(), "$");
+    schema::assert_follows_schema(&result);
     assert_eq!(result["repository"], repo);
     assert_eq!(result["digest"], index.manifest.digest);
     assert_eq!(
@@ -293,7 +228,7 @@ fn json_result_follows_its_schema() {
     ])
     .ok();
     let result: Value = serde_json::from_str(&run.stdout).unwrap();
-    validate(&result, &schema(), "$");
+    schema::assert_follows_schema(&result);
     let blobs = result["blobs"].as_array().unwrap();
     assert_eq!(blobs.len(), 5, "2 configs, 1 shared and 2 own layers");
     assert!(blobs
@@ -328,7 +263,7 @@ fn json_on_failure_has_the_error_and_the_exit_code_is_unchanged() {
     ]);
     assert_eq!(run.code, 4, "{}", run.stderr);
     let result: Value = serde_json::from_str(&run.stdout).expect("stdout is one JSON object");
-    validate(&result, &schema(), "$");
+    schema::assert_follows_schema(&result);
     assert_eq!(result["error"]["exitCode"], 4);
     assert_eq!(result["error"]["message"].as_str(), Some(run.error()));
     assert_eq!(
@@ -427,7 +362,7 @@ fn dry_run_writes_nothing_and_says_what_would_happen() {
     ])
     .ok();
     let result: Value = serde_json::from_str(&run.stdout).unwrap();
-    validate(&result, &schema(), "$");
+    schema::assert_follows_schema(&result);
     assert_eq!(result["dryRun"], true);
     // Without --mount-from, every blob would be sent: the base's are in another repository.
     assert_eq!(result["bytes"]["sent"], result["bytes"]["total"]);

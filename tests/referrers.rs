@@ -183,6 +183,7 @@ fn referrers_go_up_after_the_image_and_before_the_tags_and_oras_lists_them() {
 
     let subject = &img.manifest.digest;
     let json = run.json();
+    schema::assert_follows_schema(&json);
     assert_eq!(json["reference"], format!("{repo}@{subject}"));
     let reported: Vec<(String, String, String, bool)> = json["referrers"]
         .as_array()
@@ -299,6 +300,7 @@ fn a_registry_answering_oci_subject_indexes_the_referrer_itself() {
     );
     let run = push(&layout, &proxy.repo("app"), &[&sbom], &["--format", "json"]).ok();
     let json = run.json();
+    schema::assert_follows_schema(&json);
     assert_eq!(json["referrers"][0]["index"], "registry");
     assert_eq!(json["referrers"][0]["indexTag"], Value::Null);
     // No fallback tag: the registry lists it.
@@ -656,6 +658,7 @@ fn a_dry_run_reports_the_referrers_and_writes_nothing() {
     let sbom = artifact(layout.path(), SPDX, "{}", &[]);
     let repo = registry.repo("app");
     let run = push(&layout, &repo, &[&sbom], &["--dry-run", "--format", "json"]).ok();
+    schema::assert_follows_schema(&run.json());
     let referrer = &run.json()["referrers"][0];
     assert_eq!(referrer["outcome"], "wouldPush");
     assert_eq!(referrer["index"], "tag");

@@ -4,8 +4,10 @@
 # remote cache), curl (the tests' independent client), htpasswd and openssl (auth tests),
 # python3 (the benchmark's layout generator, and the release test's checks of the generated
 # table and .bcr/), git, file (the release test's static-binary check), script (the
-# terminal-progress test), buildifier (tools/install-buildifier.sh) and Bazel 7
-# (tools/install-bazel.sh).
+# terminal-progress test), buildifier (tools/install-buildifier.sh), Bazel 7
+# (tools/install-bazel.sh), and oras and crane into bench/.peers (bench/get-peers.sh, from
+# Debian's archive): the referrer tests read pushes back with `oras discover`, the
+# benchmarks compare against both.
 # Run as root. SKIP_BAZEL=1 leaves Bazel out (for cargo-only work); SKIP_BUILDIFIER=1 leaves
 # buildifier out (the demo does not lint).
 set -euo pipefail
@@ -27,6 +29,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v script >/dev/null || need+=(bsdutils)
 # The release test checks that the release binary is static.
 command -v file >/dev/null || need+=(file)
+# bench/get-peers.sh checks Debian's archive with it.
+[ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -q
@@ -44,6 +48,7 @@ if [[ " ${need[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null 
   systemctl disable --now nginx || true
 fi
 
+bash bench/get-peers.sh
 if [ "${SKIP_BUILDIFIER:-0}" != 1 ]; then
   bash tools/install-buildifier.sh
 fi

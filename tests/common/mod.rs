@@ -19,6 +19,7 @@ pub mod keys;
 pub mod personalities;
 pub mod pushing;
 pub mod sandbox;
+pub mod schema;
 pub mod servers;
 pub mod token;
 
