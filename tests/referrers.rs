@@ -785,6 +785,26 @@ fn write_artifact_is_reproducible_and_refuses_bad_input() {
         assert_eq!(run.code, code, "{args:?}: {}", run.stderr);
         assert!(run.error().contains(message), "{args:?}: {}", run.stderr);
     }
+    // Annotations past 1 MiB in all (an argument holds at most 128 KiB).
+    let big: Vec<String> = (0..10)
+        .map(|i| format!("k{i}={}", "v".repeat(120 * 1024)))
+        .collect();
+    let mut args = vec![
+        "--write-artifact",
+        into,
+        "--layout",
+        &layout,
+        "--artifact-type",
+        SPDX,
+    ];
+    for annotation in &big {
+        args.extend(["--annotation", annotation.as_str()]);
+    }
+    let run = oci_push(&args);
+    assert_eq!(run.code, 1, "{}", run.error());
+    assert!(run
+        .error()
+        .contains("bytes of annotations; registries refuse manifests that large"));
     // A directory with something in it is not written over.
     let full = write_file(out.path(), "keep", b"x");
     let run = oci_push([
