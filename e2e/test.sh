@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end tests of rules_oci_push: real Bazel, a real registry
 # (docker-registry, i.e. CNCF distribution, on 127.0.0.1) and checks made with
-# curl, a client we did not write.
+# curl and oras, clients we did not write.
 #
 #   cargo build --release && e2e/test.sh
 #
-# Needs: bazel, git, docker-registry and curl (tools/setup.sh installs them); the
+# Needs: bazel, git, docker-registry, curl and python3 (tools/setup.sh installs them); oras
+# at bench/.peers/oras (bash bench/get-peers.sh fetches it) or $ORAS; the
 # pusher at target/release/oci-push (or $OCI_PUSH, a path inside the checkout:
 # Bazel runs in a chroot that sees only the checkout). Prints one line per check
 # and ends with "N passed, M failed"; exits non-zero if any check failed.
@@ -15,10 +16,13 @@ root="$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel)"
 e2e="$root/e2e"
 pusher="$(realpath "${OCI_PUSH:-$root/target/release/oci-push}")"
 
-for tool in bazel git docker-registry curl; do
+for tool in bazel git docker-registry curl python3; do
   command -v "$tool" >/dev/null || { echo "e2e: $tool not found (run tools/setup.sh)" >&2; exit 1; }
 done
 [ -x "$pusher" ] || { echo "e2e: no pusher at $pusher: run cargo build --release" >&2; exit 1; }
+# The referrers' independent reader: a missing oras fails the run (no skipping).
+oras="${ORAS:-$root/bench/.peers/oras}"
+[ -x "$oras" ] || { echo "e2e: no oras at $oras: run bash bench/get-peers.sh (or set ORAS)" >&2; exit 1; }
 
 # Host-only scratch (registry storage, logs) and, for files handed to
 # `bazel run` targets, a folder inside the checkout (git-ignored).
@@ -62,6 +66,17 @@ bazel_run_in() { (cd "$1" && shift && bazel_run "$@"); }
 # run_in DIR COMMAND...: COMMAND called from DIR.
 run_in() { (cd "$1" && shift && "$@"); }
 last_line() { tail -n 1 "$1"; }
+# json FILE EXPR: EXPR, a Python expression over `d`, the JSON value of FILE; a list prints a
+# line per item.
+json() {
+  python3 - "$@" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+v = eval(sys.argv[2])
+for x in v if isinstance(v, list) else [v]:
+    print(x)
+EOF
+}
 
 check "bazel build //... (layouts, run-scripts, build-time verification)" \
   bazel build //...
@@ -164,6 +179,118 @@ check "override: registry has e2e/instead:lines" has_manifest e2e/instead lines 
 check "override: the file's destinations were not pushed again" \
   equals "last line" "$(last_line "$tmp/lines-override.out")" "$REGISTRY/e2e/instead@$image_digest"
 
+# --- referrers ------------------------------------------------------------------
+
+# The SBOM and the provenance of :image (the rule's referrers), a signature (added at run time
+# with --referrer), and an SBOM of the index's arm64 manifest. Each an artifact layout.
+sbom_digest="$(layout_digest bazel-bin/sbom)"
+provenance_digest="$(layout_digest bazel-bin/provenance)"
+signature_digest="$(layout_digest bazel-bin/signature)"
+arm64_sbom_digest="$(layout_digest bazel-bin/arm64_sbom)"
+arm64_digest="$(layout_digest bazel-bin/image_arm64)"
+image_hex="${image_digest#sha256:}"
+# The referrers, as "DIGEST ARTIFACT_TYPE" lines, sorted: what each listing must show.
+want_referrers="$(sort <<EOT
+$sbom_digest application/spdx+json
+$provenance_digest application/vnd.in-toto+json
+EOT
+)"
+want_with_signature="$(sort <<EOT
+$want_referrers
+$signature_digest application/vnd.example.signature
+EOT
+)"
+# discovered REPO@DIGEST: the referrers oras finds, in that form.
+discovered() {
+  "$oras" discover --plain-http --format json --depth 1 "$REGISTRY/$1" >"$tmp/discover.json" &&
+    json "$tmp/discover.json" '["%s %s" % (r["digest"], r["artifactType"]) for r in d["referrers"]]' | sort
+}
+# fallback_index REPO SUBJECT: the referrers the fallback tag <alg>-<hex> of SUBJECT lists
+# (curl: an OCI index), in that form; fails unless the tag names an OCI index.
+fallback_index() {
+  manifest "$1" "${2/:/-}"
+  [ "$status" = 200 ] || { echo "GET $1:${2/:/-}: HTTP $status: $(head -c 300 "$tmp/body")"; return 1; }
+  [ "$content_type" = "$OCI_INDEX" ] || { echo "GET $1:${2/:/-}: Content-Type $content_type, want $OCI_INDEX"; return 1; }
+  json "$tmp/body" '["%s %s" % (m["digest"], m.get("artifactType")) for m in d["manifests"]]' | sort
+}
+# referrer_report JSON [FIELDS]: the pusher's --format json referrers, a line each with FIELDS
+# (default: all but indexTag), sorted.
+referrer_report() {
+  local fields="${2:-digest artifactType subject outcome index indexChanged}"
+  json "$1" "[' '.join(str(r[f]) for f in '$fields'.split()) for r in d['referrers']]" | sort
+}
+
+check "oci_artifact :sbom: artifactType, the empty config, one titled layer, annotation, subject :image" \
+  equals "sbom manifest" "$(json "bazel-bin/sbom/blobs/sha256/${sbom_digest#sha256:}" \
+    '[d["artifactType"], d["config"]["mediaType"], [(l["mediaType"], l["annotations"]) for l in d["layers"]], d["annotations"], d["subject"]["digest"]]')" \
+  "$(printf '%s\n' application/spdx+json application/vnd.oci.empty.v1+json \
+    "[('application/spdx+json', {'org.opencontainers.image.title': 'image.spdx.json'})]" \
+    "{'org.opencontainers.image.description': 'SPDX SBOM of :image'}" "$image_digest")"
+check "oci_artifact :arm64_sbom: the subject is the index's arm64 manifest, the layer application/octet-stream" \
+  equals "arm64_sbom manifest" "$(json "bazel-bin/arm64_sbom/blobs/sha256/${arm64_sbom_digest#sha256:}" \
+    '[d["subject"]["digest"], d["layers"][0]["mediaType"]]')" "$(printf '%s\n' "$arm64_digest" application/octet-stream)"
+
+check "bazel run //:push_with_referrers -- --format json" \
+  bazel_run "$tmp/referrers.json" //:push_with_referrers -- --format json
+check "push_with_referrers: the JSON reports both referrers pushed, of :image, added to the fallback tag" \
+  equals "referrers" "$(referrer_report "$tmp/referrers.json")" \
+  "$(sed "s/\$/ $image_digest pushed tag True/" <<<"$want_referrers")"
+check "push_with_referrers: the tag with-referrers names the image" \
+  has_manifest e2e/referrers with-referrers "$image_digest" "$OCI_MANIFEST"
+for referrer in "$sbom_digest" "$provenance_digest"; do
+  check "registry has the referrer e2e/referrers@${referrer:0:19}... (OCI manifest)" \
+    has_manifest e2e/referrers "$referrer" "$referrer" "$OCI_MANIFEST"
+done
+check "oras discover e2e/referrers@<image> lists the SBOM and the provenance, with their artifact types" \
+  equals "oras discover" "$(discovered "e2e/referrers@$image_digest" 2>&1)" "$want_referrers"
+check "curl: the fallback tag sha256-${image_hex:0:12}... is an OCI index of both referrers" \
+  equals "fallback index" "$(fallback_index e2e/referrers "$image_digest" 2>&1)" "$want_referrers"
+rm -rf "$tmp/pulled"
+check "oras pull of the SBOM gives the genrule's file, by its title" \
+  bash -c '"$1" pull --plain-http -o "$2" "$3" >/dev/null && cmp "$2/image.spdx.json" bazel-bin/image.spdx.json' \
+  pull "$oras" "$tmp/pulled" "$REGISTRY/e2e/referrers@$sbom_digest"
+
+check "re-run: bazel run //:push_with_referrers -- --format json" \
+  bazel_run "$tmp/referrers-again.json" //:push_with_referrers -- --format json
+# (The outcome is left out: a push PUTs a referrer's manifest again, and says "pushed".)
+check "re-run: the JSON says the fallback index listed both already (indexChanged false)" \
+  equals "referrers" "$(referrer_report "$tmp/referrers-again.json" "digest artifactType subject index indexChanged")" \
+  "$(sed "s/\$/ $image_digest tag False/" <<<"$want_referrers")"
+check "re-run: the fallback index still has 2 entries (no duplicates)" \
+  equals "fallback index" "$(fallback_index e2e/referrers "$image_digest" 2>&1)" "$want_referrers"
+
+check "bazel run //:push_with_referrers -- --dry-run --format json" \
+  bazel_run "$tmp/referrers-dry.json" //:push_with_referrers -- --dry-run --format json
+check "dry run: both referrers exist, and the fallback index would stay as it is" \
+  equals "referrers" "$(referrer_report "$tmp/referrers-dry.json")" \
+  "$(sed "s/\$/ $image_digest exists tag False/" <<<"$want_referrers")"
+check "bazel run //:push_with_referrers -- --referrer bazel-bin/signature (adds to the rule's)" \
+  bazel_run "$tmp/referrers-added.json" //:push_with_referrers -- --referrer bazel-bin/signature --format json
+check "--referrer: the JSON has the three, only the signature added to the fallback index" \
+  equals "referrers" "$(referrer_report "$tmp/referrers-added.json" "digest artifactType subject index indexChanged")" \
+  "$( (sed "s/\$/ $image_digest tag False/" <<<"$want_referrers"
+    echo "$signature_digest application/vnd.example.signature $image_digest tag True") | sort)"
+check "--referrer: the fallback index lists the three" \
+  equals "fallback index" "$(fallback_index e2e/referrers "$image_digest" 2>&1)" "$want_with_signature"
+check "--referrer: oras discover lists the three" \
+  equals "oras discover" "$(discovered "e2e/referrers@$image_digest" 2>&1)" "$want_with_signature"
+
+check "bazel run //:push_index_with_referrers -- --format json (an SBOM of the arm64 manifest)" \
+  bazel_run "$tmp/index-referrers.json" //:push_index_with_referrers -- --format json
+check "push_index_with_referrers: the SBOM's subject is the arm64 manifest" \
+  equals "referrers" "$(referrer_report "$tmp/index-referrers.json")" \
+  "$arm64_sbom_digest application/spdx+json $arm64_digest pushed tag True"
+check "push_index_with_referrers: the tag multi names the index" \
+  has_manifest e2e/index-referrers multi "$index_digest" "$OCI_INDEX"
+check "oras discover e2e/index-referrers@<arm64 manifest> lists the SBOM" \
+  equals "oras discover" "$(discovered "e2e/index-referrers@$arm64_digest" 2>&1)" \
+  "$arm64_sbom_digest application/spdx+json"
+check "curl: the arm64 manifest's fallback tag lists the SBOM" \
+  equals "fallback index" "$(fallback_index e2e/index-referrers "$arm64_digest" 2>&1)" \
+  "$arm64_sbom_digest application/spdx+json"
+check "the index itself has no fallback tag (no referrer names it)" \
+  lacks_manifest e2e/index-referrers "sha256-${index_digest#sha256:}"
+
 # --- run-time overrides ---------------------------------------------------------
 
 check "bazel run //:push_image -- --tag x --repository $REGISTRY/other" \
@@ -224,6 +351,21 @@ fails_with "... and says the module is a source checkout, and the root module's 
   "The root module's oci_push.pusher tags cover other platforms only\." -- \
   bazel build --platforms=//:linux_s390x //:push_image
 
+# A referrer of another image (:image_amd64): the build-time check fails, and at run time the
+# pusher refuses it before any request.
+fails_with "bazel build //:push_wrong_referrer fails: its referrer's subject is another image" \
+  "its subject sha256:[0-9a-f]{64} is not a manifest of the image $image_digest" -- \
+  bazel build //:push_wrong_referrer
+check "bazel build //:other_sbom (the SBOM of :image_amd64)" bazel build //:other_sbom
+bazel_run "$tmp/wrong-referrer.out" //:push_image -- --referrer bazel-bin/other_sbom -r "$REGISTRY/e2e/wrong-referrer"
+check "bazel run //:push_image -- --referrer <SBOM of another image>: exit code 4" equals "exit code" "$?" 4
+check "... saying the subject is not a manifest of the image" \
+  grep -q "is not a manifest of the image $image_digest" "$tmp/wrong-referrer.out.err"
+check "... before any request: nothing in e2e/wrong-referrer" lacks_manifest e2e/wrong-referrer "$image_digest"
+fails_with "bazel build //:s390x_sbom fails: the index has no linux/s390x manifest" \
+  "--subject-platform linux/s390x: the index $index_digest has no manifest for it \(it lists linux/amd64, linux/arm64\)" -- \
+  bazel build //:s390x_sbom
+
 # Validations run for `bazel run` too: a corrupt layout never reaches the registry.
 corrupt_digest="$(layout_digest bazel-bin/corrupt_image)"
 if bazel_run "$tmp/corrupt.out" //:push_corrupt; then
@@ -240,11 +382,15 @@ fi
 check "the module builds, and its analysis tests pass: bazel test //... (repo root)" \
   run_in "$root" bazel test //...
 
-# Every attribute of the rule has a row in the attribute table of docs/oci_push.md
-# (| `name` | type | ...), every flag of `oci-push --help` one in its flag table
+# Every attribute of each rule has a row in its attribute table of docs/oci_push.md
+# (| `name` | type | ...): oci_push's in "The rule", oci_artifact's in "Referrers"; every flag
+# of `oci-push --help` one in its flag table
 # (| `--flag ARG` | ... or, for a flag with a short form, | `-f`, `--flag ARG` | ...).
 docs="$root/docs/oci_push.md"
-attrs="$(sed -n '/^_ATTRS = {/,/^}/s/^    "\([a-z][a-z_]*\)": attr\..*/\1/p' "$root/rules/private/push.bzl")"
+# attributes BZL: the public attributes in the _ATTRS dict of BZL.
+attributes() { sed -n '/^_ATTRS = {/,/^}/s/^    "\([a-z][a-z_]*\)": attr\..*/\1/p' "$1"; }
+attrs="$(attributes "$root/rules/private/push.bzl")"
+artifact_attrs="$(attributes "$root/rules/private/artifact.bzl")"
 help="$("$pusher" --help)"
 flags="$(grep -o -- '--[a-z][a-z-]*' <<<"$help" | sort -u)"
 # section DOC TITLE: the lines of DOC's "## TITLE" section.
@@ -254,6 +400,8 @@ undocumented_attributes() {
   local a rows
   rows="$(section "$1" "The rule")"
   for a in $attrs; do grep -Eq "^\| \`$a\` \|" <<<"$rows" || echo "$a"; done
+  rows="$(section "$1" "Referrers")"
+  for a in $artifact_attrs; do grep -Eq "^\| \`$a\` \|" <<<"$rows" || echo "$a"; done
 }
 undocumented_flags() {
   local f short rows
@@ -263,18 +411,20 @@ undocumented_flags() {
     grep -Eq "^\| ${short:+\`$short\`, }\`$f( [^\`]+)?\` \|" <<<"$rows" || echo "$f"
   done
 }
-check "the attributes (push.bzl's _ATTRS) and flags (oci-push --help) to look for were found" \
-  test -n "$attrs" -a -n "$flags"
-check "docs/oci_push.md has a row for every attribute ($(echo $attrs))" \
+check "the attributes (push.bzl's and artifact.bzl's _ATTRS) and flags (oci-push --help) to look for were found" \
+  test -n "$attrs" -a -n "$artifact_attrs" -a -n "$flags"
+check "docs/oci_push.md has a row for every attribute ($(echo $attrs); $(echo $artifact_attrs))" \
   equals "undocumented" "$(undocumented_attributes "$docs" | tr '\n' ' ')" ""
 check "docs/oci_push.md has a row for every flag of oci-push --help, with its short form" \
   equals "undocumented" "$(undocumented_flags "$docs" | tr '\n' ' ')" ""
-# The same checks on a copy lacking the image and --tag rows, and -r in the --repository row.
-sed -e '/^| `image` |/d' -e '/^| `-t`, `--tag TAG` |/d' -e 's/^| `-r`, `--repository REPO` |/| `--repository REPO` |/' \
+# The same checks on a copy lacking the image, subject_platform and --tag rows, and -r in the
+# --repository row.
+sed -e '/^| `image` |/d' -e '/^| `subject_platform` |/d' -e '/^| `-t`, `--tag TAG` |/d' \
+  -e 's/^| `-r`, `--repository REPO` |/| `--repository REPO` |/' \
   "$docs" >"$tmp/oci_push.md"
 check "the docs checks notice a missing row or short form (on a copy lacking them)" \
   equals "undocumented in the copy" \
   "$(undocumented_attributes "$tmp/oci_push.md" | tr '\n' ' ')$(undocumented_flags "$tmp/oci_push.md" | tr '\n' ' ')" \
-  "image --repository --tag "
+  "image subject_platform --repository --tag "
 
 summary
