@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::layout::{Layout, Manifest, OCI_INDEX, OCI_MANIFEST};
+use crate::layout::{platform_name, Layout, Manifest, OCI_INDEX, OCI_MANIFEST};
 
 /// The empty config (`{}`) that artifacts without a config of their own carry, per the image
 /// spec's guidance for artifacts.
@@ -43,6 +43,10 @@ pub fn write(spec: &Spec) -> Result<String> {
     let image = Layout::open(&spec.subject_layout)
         .map_err(|e| e.context("--write-artifact: the subject"))?;
     let subject = subject(&image, spec.subject_platform.as_deref())?;
+    // Every file is checked before anything is written: a missing one leaves no half layout.
+    for (path, _) in &spec.files {
+        open_file(path)?;
+    }
     prepare_out(&spec.out)?;
     let blobs = spec.out.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(|e| write_error(&blobs, e))?;
@@ -130,11 +134,11 @@ fn subject<'l>(image: &'l Layout, platform: Option<&str>) -> Result<&'l Manifest
     };
     let mut listed = Vec::new();
     for entry in entries {
-        let mut name = format!("{}/{}", field(entry, "os"), field(entry, "architecture"));
-        let variant = field(entry, "variant");
-        if !variant.is_empty() {
-            name = format!("{name}/{variant}");
-        }
+        let name = platform_name(
+            field(entry, "os"),
+            field(entry, "architecture"),
+            Some(field(entry, "variant")),
+        );
         let digest = entry.get("digest").and_then(|v| v.as_str()).unwrap_or("");
         if name == platform {
             if let Some(manifest) = image.manifests.iter().find(|m| m.digest == digest) {
@@ -189,19 +193,13 @@ fn store_bytes(blobs: &Path, bytes: &[u8]) -> Result<String> {
 /// Copies a file in as a blob, hashing it on the way (never whole in memory); returns its
 /// digest and size.
 fn store_file(blobs: &Path, path: &Path) -> Result<(String, u64)> {
+    let mut input = open_file(path)?;
     let read_error = |e: std::io::Error| {
         Error::invalid(format!(
             "--artifact-file {}: cannot read it ({e})",
             path.display()
         ))
     };
-    let mut input = File::open(path).map_err(read_error)?;
-    if !input.metadata().map_err(read_error)?.is_file() {
-        return Err(Error::invalid(format!(
-            "--artifact-file {}: not a file",
-            path.display()
-        )));
-    }
     let partial = blobs.join(".partial");
     let mut output = File::create(&partial).map_err(|e| write_error(&partial, e))?;
     let mut hasher = Sha256::new();
@@ -223,6 +221,24 @@ fn store_file(blobs: &Path, path: &Path) -> Result<(String, u64)> {
     let to = blobs.join(&hex);
     fs::rename(&partial, &to).map_err(|e| write_error(&to, e))?;
     Ok((format!("sha256:{hex}"), size))
+}
+
+/// An artifact file, opened: a regular file.
+fn open_file(path: &Path) -> Result<File> {
+    let read_error = |e: std::io::Error| {
+        Error::invalid(format!(
+            "--artifact-file {}: cannot read it ({e})",
+            path.display()
+        ))
+    };
+    let input = File::open(path).map_err(read_error)?;
+    if !input.metadata().map_err(read_error)?.is_file() {
+        return Err(Error::invalid(format!(
+            "--artifact-file {}: not a file",
+            path.display()
+        )));
+    }
+    Ok(input)
 }
 
 /// `PATH:MEDIA_TYPE` of `--artifact-file` (oras's form), split at the last colon; a bare path

@@ -366,6 +366,19 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command> {
         }
     }
     if args.write_artifact.is_some() {
+        let push_only = [
+            (!args.repositories.is_empty(), "--repository"),
+            (!args.tags.is_empty() || args.tags_file.is_some(), "--tag"),
+            (!args.referrers.is_empty(), "--referrer"),
+            (args.dry_run, "--dry-run"),
+            (args.verify, "--verify"),
+        ];
+        if let Some((_, flag)) = push_only.iter().find(|(given, _)| *given) {
+            return Err(Error::usage(format!(
+                "{flag} does not go with --write-artifact DIR, which writes a layout and pushes \
+                 nothing; push it with --referrer DIR"
+            )));
+        }
         return args.artifact().map(Command::WriteArtifact);
     }
     let artifact_only = [

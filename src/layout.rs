@@ -439,7 +439,7 @@ fn digest_hint(e: &serde_json::Error) -> &'static str {
 }
 
 /// `os/arch` or `os/arch/variant`.
-fn platform_name(os: String, architecture: String, variant: Option<String>) -> String {
+pub fn platform_name(os: String, architecture: String, variant: Option<String>) -> String {
     match variant {
         Some(variant) if !variant.is_empty() => format!("{os}/{architecture}/{variant}"),
         _ => format!("{os}/{architecture}"),

@@ -74,6 +74,12 @@ fn open(dir: &Path, image: &Layout) -> Result<Referrer> {
             dir.display()
         ))
     };
+    if let Some(blob) = layout.in_cache().next() {
+        return Err(bad(format!(
+            "it is a thin layout (blob {} is left to the remote cache); give its full layout",
+            blob.digest
+        )));
+    }
     let manifest = layout.top();
     if manifest.media_type != OCI_MANIFEST {
         return Err(bad(format!(

@@ -309,6 +309,7 @@ impl Reporter {
                 let (index, tag, changed) = match &r.index {
                     ReferrerIndex::Registry => ("registry", None, false),
                     ReferrerIndex::Tag { tag, changed } => ("tag", Some(tag), *changed),
+                    ReferrerIndex::NotListed { tag } => ("notListed", Some(tag), false),
                 };
                 json!({
                     "digest": r.digest,
@@ -519,6 +520,9 @@ impl Observer for Reporter {
                         _,
                     ) => {
                         format!("listed in the index tag {} already", short_tag(tag))
+                    }
+                    (ReferrerIndex::NotListed { tag }, _) => {
+                        format!("not yet in the index tag {}", short_tag(tag))
                     }
                 };
                 self.line(format!(

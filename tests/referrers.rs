@@ -316,6 +316,63 @@ fn a_registry_answering_oci_subject_indexes_the_referrer_itself() {
 }
 
 #[test]
+fn an_oci_subject_naming_another_digest_gets_the_fallback_index() {
+    let registry = Registry::start();
+    let (img, layout) = image(16);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::every(
+            "PUT",
+            &format!("/manifests/{}", sbom.1),
+            Fault::Rewrite(vec![Edit::header("OCI-Subject", &wrong)]),
+        )],
+    );
+    let run = push(&layout, &proxy.repo("app"), &[&sbom], &["--format", "json"]).ok();
+    assert_eq!(run.json()["referrers"][0]["index"], "tag");
+    assert_eq!(
+        digests(&index_entries(&registry, "app", &img.manifest.digest)),
+        [sbom.1.as_str()]
+    );
+}
+
+#[test]
+fn a_dry_run_asks_for_the_referrers_api() {
+    let registry = Registry::start();
+    let (img, layout) = image(17);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    let api = Fault::status(200)
+        .with_header("Content-Type", OCI_INDEX)
+        .with_body(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#);
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::every(
+            "GET",
+            &format!("/referrers/{}", img.manifest.digest),
+            api,
+        )],
+    );
+    let run = push(
+        &layout,
+        &proxy.repo("app"),
+        &[&sbom],
+        &["--dry-run", "--format", "json"],
+    )
+    .ok();
+    let referrer = &run.json()["referrers"][0];
+    assert_eq!(referrer["index"], "registry");
+    assert_eq!(referrer["outcome"], "wouldPush");
+    assert!(
+        run.stderr.contains("the registry would index it"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(proxy.count("*", &fallback_tag(&img.manifest.digest)), 0);
+    assert!(registry.catalog().is_empty());
+}
+
+#[test]
 fn a_platform_manifest_can_be_the_subject() {
     let registry = Registry::start();
     let amd64 = Image::sized(Types::Oci, 40, 1, 100);
@@ -434,6 +491,51 @@ fn referrers_that_do_not_fit_the_image_are_refused_before_any_request() {
         run.stderr
     );
     assert_eq!(proxy.requests().len(), 0);
+    // A referrer whose layer is left to a remote cache (a thin layout) cannot go up.
+    let thin = TempDir::new().unwrap();
+    let copied = Command::new("cp")
+        .args([
+            "-r",
+            &format!("{}/.", layout_of(&foreign)),
+            thin.path().to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let manifest_digest = &foreign.1;
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(thin.path().join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
+    )
+    .unwrap();
+    let layer = &manifest["layers"][0];
+    let layer_digest = layer["digest"].as_str().unwrap();
+    std::fs::remove_file(thin.path().join("blobs/sha256").join(&layer_digest[7..])).unwrap();
+    write_file(
+        thin.path(),
+        "oci-push-thin.json",
+        json!({"omitted": [{"digest": layer_digest, "size": layer["size"]}]})
+            .to_string()
+            .as_bytes(),
+    );
+    let run = oci_push_with(
+        &[
+            "--layout",
+            &layout_arg(&layout),
+            "-r",
+            &proxy.repo("app"),
+            "--referrer",
+            thin.path().to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.error().contains("it is a thin layout"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(proxy.requests().len(), 0);
     // The build-time check finds the same.
     let run = oci_push([
         "--verify",
@@ -447,50 +549,73 @@ fn referrers_that_do_not_fit_the_image_are_refused_before_any_request() {
 }
 
 #[test]
-fn another_writer_between_our_read_and_put_is_kept_where_the_registry_honours_if_match() {
+fn another_writer_creating_the_index_before_our_put_is_kept_where_conditions_are_honoured() {
+    a_writer_during_our_conditional_put(false);
+}
+
+#[test]
+fn another_writer_changing_the_index_before_our_put_is_kept_where_conditions_are_honoured() {
+    a_writer_during_our_conditional_put(true);
+}
+
+/// Another writer puts the index while our PUT waits in a front that honours `If-Match` and
+/// `If-None-Match: *`: when `index_there`, it adds a third referrer to the index we read;
+/// else it creates the index we found missing. Ours is refused with 412, and merged again.
+fn a_writer_during_our_conditional_put(index_there: bool) {
     let registry = Registry::start();
     let (img, layout) = image(6);
     let ours = artifact(layout.path(), SPDX, "{}", &[]);
     let theirs = artifact(layout.path(), INTOTO, "{}", &[]);
     let subject = img.manifest.digest.clone();
-    // Their referrer is in the registry (pushed elsewhere), not yet in the index.
+    let tag_path = format!("/v2/app/manifests/{}", fallback_tag(&subject));
+    let tag_url = format!("{}{tag_path}", registry.base_url());
+    // Their referrer is in the registry, and in the index.
     push(&layout, &registry.repo("app"), &[&theirs], &[]).ok();
-    let tag_url = format!(
-        "{}/v2/app/manifests/{}",
-        registry.base_url(),
-        fallback_tag(&subject)
-    );
-    let their_entry = index_entries(&registry, "app", &subject);
-    let index_digest = registry
-        .head(&format!("/v2/app/manifests/{}", fallback_tag(&subject)))
-        .header("docker-content-digest")
-        .unwrap();
-    let deleted = curl(
-        "DELETE",
-        &format!("{}/v2/app/manifests/{index_digest}", registry.base_url()),
-        "*/*",
-    );
-    assert_eq!(deleted.status, 202, "{}", deleted.text());
+    let mut competing = index_entries(&registry, "app", &subject);
+    let mut expected = vec![ours.1.clone(), theirs.1.clone()];
+    if index_there {
+        // A third referrer, of annotations only (its blobs are the empty one, there already),
+        // put by digest: the other writer adds it to the index.
+        let dir = TempDir::new().unwrap();
+        let out = dir.path().join("third");
+        oci_push([
+            "--write-artifact",
+            out.to_str().unwrap(),
+            "--layout",
+            &layout_arg(&layout),
+            "--artifact-type",
+            "application/vnd.example.third",
+        ])
+        .ok();
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+        let entry = index["manifests"][0].clone();
+        let digest = entry["digest"].as_str().unwrap().to_string();
+        let bytes = std::fs::read(out.join("blobs/sha256").join(&digest[7..])).unwrap();
+        let url = format!("{}/v2/app/manifests/{digest}", registry.base_url());
+        curl_put(&url, OCI_MANIFEST, &bytes);
+        competing.push(entry);
+        expected.push(digest);
+    } else {
+        let index_digest = registry
+            .head(&tag_path)
+            .header("docker-content-digest")
+            .unwrap();
+        let deleted = curl(
+            "DELETE",
+            &format!("{}/v2/app/manifests/{index_digest}", registry.base_url()),
+            "*/*",
+        );
+        assert_eq!(deleted.status, 202, "{}", deleted.text());
+    }
 
     let index = format!("/manifests/{}", fallback_tag(&subject));
+    let conditional = |wait| Fault::Conditional { wait };
     let proxy = FaultProxy::start(
         &registry,
         vec![
-            Rule::nth(
-                1,
-                "PUT",
-                &index,
-                Fault::Conditional {
-                    wait: Duration::from_secs(2),
-                },
-            ),
-            Rule::every(
-                "PUT",
-                &index,
-                Fault::Conditional {
-                    wait: Duration::ZERO,
-                },
-            ),
+            Rule::nth(1, "PUT", &index, conditional(Duration::from_secs(2))),
+            Rule::every("PUT", &index, conditional(Duration::ZERO)),
         ],
     );
     let layout_path = layout_arg(&layout);
@@ -505,30 +630,59 @@ fn another_writer_between_our_read_and_put_is_kept_where_the_registry_honours_if
         "--referrer",
         &layout_of(&ours),
     ]);
-    // While our PUT waits, they write the index with their entry.
+    // While our PUT waits, they write the index.
     assert!(
         proxy.wait_fired(0, 1, Duration::from_secs(30)),
         "{}",
         proxy.describe()
     );
-    curl_put(&tag_url, OCI_INDEX, &index_of(&their_entry));
+    curl_put(&tag_url, OCI_INDEX, &index_of(&competing));
     let (run, _) = running.wait(Duration::from_secs(60));
     let run = run.ok();
+    let puts = proxy.matching("PUT", &index);
     assert_eq!(
-        proxy
-            .matching("PUT", &index)
-            .iter()
-            .map(|r| r.answered)
-            .collect::<Vec<_>>(),
+        puts.iter().map(|r| r.answered).collect::<Vec<_>>(),
         [Some(412), Some(201)],
         "{}",
         proxy.describe()
     );
-    let mut both = vec![ours.1.clone(), theirs.1.clone()];
-    both.sort();
-    assert_eq!(digests(&index_entries(&registry, "app", &subject)), both);
-    assert_eq!(discover(&format!("{}:v1", registry.repo("app"))).len(), 2);
+    let condition = match index_there {
+        true => "if-match",
+        false => "if-none-match",
+    };
+    assert!(puts[0].header(condition).is_some(), "{:?}", puts[0].headers);
+    expected.sort();
+    assert_eq!(
+        digests(&index_entries(&registry, "app", &subject)),
+        expected
+    );
+    assert_eq!(
+        discover(&format!("{}:v1", registry.repo("app"))).len(),
+        expected.len()
+    );
     assert!(run.stderr.contains("unchanged    v1"), "{}", run.stderr);
+}
+
+#[test]
+fn a_412_to_a_condition_that_holds_makes_the_next_put_unconditional() {
+    let registry = Registry::start();
+    let (img, layout) = image(13);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    let index = format!("/manifests/{}", fallback_tag(&img.manifest.digest));
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::first(1, "PUT", &index, Fault::status(412))],
+    );
+    push(&layout, &proxy.repo("app"), &[&sbom], &[]).ok();
+    let puts = proxy.matching("PUT", &index);
+    assert_eq!(puts.len(), 2, "{}", proxy.describe());
+    assert_eq!(puts[0].header("if-none-match"), Some("*"));
+    assert_eq!(puts[1].header("if-none-match"), None);
+    assert_eq!(puts[1].header("if-match"), None);
+    assert_eq!(
+        digests(&index_entries(&registry, "app", &img.manifest.digest)),
+        [sbom.1.as_str()]
+    );
 }
 
 #[test]
@@ -588,24 +742,64 @@ fn another_writer_replacing_our_index_after_our_put_is_merged_back() {
 }
 
 #[test]
-fn a_fallback_tag_holding_something_else_is_refused_and_nothing_is_tagged() {
-    let registry = Registry::start();
+fn a_fallback_tag_holding_an_image_is_refused_and_left_alone() {
     let (img, layout) = image(8);
-    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
-    // Someone tagged an image with the name the schema keeps for the index.
-    push(
+    a_fallback_tag_holding(
         &layout,
+        &img.manifest.digest,
+        &img.manifest.digest,
+        OCI_MANIFEST,
+    );
+}
+
+#[test]
+fn a_fallback_tag_holding_a_multi_platform_index_is_refused_and_left_alone() {
+    let (img, layout) = image(14);
+    // The index of other platforms, tagged with the name of the image's fallback tag.
+    let amd64 = Image::sized(Types::Oci, 42, 1, 100);
+    let other = Index::new(Types::Oci, vec![(amd64, ("linux", "amd64"))]);
+    let other_layout = index_layout(&other);
+    let registry = Registry::start();
+    let tag = fallback_tag(&img.manifest.digest);
+    push(&other_layout, &registry.repo("app"), &[], &["-t", &tag]).ok();
+    a_fallback_tag_holding_in(
+        &registry,
+        &layout,
+        &img.manifest.digest,
+        &other.manifest.digest,
+        OCI_INDEX,
+    );
+}
+
+/// Someone tagged `held` (of `media_type`) with the name the referrers tag schema keeps for
+/// the index of `subject`: the push refuses to overwrite it, applies no tag, and leaves it.
+fn a_fallback_tag_holding(layout: &TempDir, subject: &str, held: &str, media_type: &str) {
+    let registry = Registry::start();
+    push(
+        layout,
         &registry.repo("app"),
         &[],
-        &["-t", &fallback_tag(&img.manifest.digest)],
+        &["-t", &fallback_tag(subject)],
     )
     .ok();
+    a_fallback_tag_holding_in(&registry, layout, subject, held, media_type);
+}
+
+fn a_fallback_tag_holding_in(
+    registry: &Registry,
+    layout: &TempDir,
+    subject: &str,
+    held: &str,
+    media_type: &str,
+) {
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    let proxy = FaultProxy::start(registry, vec![]);
     let run = oci_push_with(
         &[
             "--layout",
-            &layout_arg(&layout),
+            &layout_arg(layout),
             "-r",
-            &registry.repo("app"),
+            &proxy.repo("app"),
             "-t",
             "release",
             "--referrer",
@@ -620,13 +814,50 @@ fn a_fallback_tag_holding_something_else_is_refused_and_nothing_is_tagged() {
     let error = run.error();
     for fragment in [
         "not all its referrers, so no tag was applied (not attempted: release)",
-        &format!("holds a {OCI_MANIFEST}, not the OCI index of referrers"),
+        &format!("holds a {media_type}, not the OCI index of referrers"),
         "delete that tag",
     ] {
         assert!(error.contains(fragment), "{fragment}: {error}");
     }
+    let tag = fallback_tag(subject);
+    assert_eq!(proxy.count("PUT", &format!("/manifests/{tag}")), 0);
+    let still = registry.head(&format!("/v2/app/manifests/{tag}"));
+    assert_eq!(still.header("docker-content-digest").as_deref(), Some(held));
     assert!(!registry.tags("app").contains(&"release".to_string()));
-    assert_eq!(run.json()["tags"][0]["outcome"], "notAttempted");
+    let json = run.json();
+    schema::assert_follows_schema(&json);
+    assert_eq!(json["tags"][0]["outcome"], "notAttempted");
+    // The referrer went up, and is reported as not listed.
+    assert_eq!(json["referrers"][0]["digest"], sbom.1.as_str());
+    assert_eq!(json["referrers"][0]["index"], "notListed");
+}
+
+#[test]
+fn a_fallback_tag_kept_immutable_is_exit_7_with_the_way_out() {
+    let registry = Registry::start();
+    let (img, layout) = image(15);
+    let first = artifact(layout.path(), SPDX, "{}", &[]);
+    let second = artifact(layout.path(), INTOTO, "{}", &[]);
+    push(&layout, &registry.repo("app"), &[&first], &[]).ok();
+    let tag = fallback_tag(&img.manifest.digest);
+    let refused = Fault::status(409).with_body(
+        &json!({"errors": [{"code": "DENIED", "message": "the tag is immutable", "detail": null}]})
+            .to_string(),
+    );
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::every("PUT", &format!("/manifests/{tag}"), refused)],
+    );
+    let run = push(&layout, &proxy.repo("app"), &[&second], &["-t", "release"]);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    for fragment in [
+        "no tag was applied",
+        "its tags are immutable, so the referrers tag schema cannot add to the index",
+        "exempt tags matching sha256-*",
+    ] {
+        assert!(run.error().contains(fragment), "{fragment}: {}", run.stderr);
+    }
+    assert!(!registry.tags("app").contains(&"release".to_string()));
 }
 
 #[test]
@@ -779,11 +1010,27 @@ fn write_artifact_is_reproducible_and_refuses_bad_input() {
             1,
             "--artifact-type goes with --write-artifact DIR",
         ),
+        (
+            vec![
+                "--write-artifact",
+                into,
+                "--layout",
+                &layout,
+                "--artifact-type",
+                SPDX,
+                "-r",
+                "h.io/x",
+            ],
+            1,
+            "--repository does not go with --write-artifact DIR",
+        ),
     ];
     for (args, code, message) in cases {
         let run = oci_push(&args);
         assert_eq!(run.code, code, "{args:?}: {}", run.stderr);
         assert!(run.error().contains(message), "{args:?}: {}", run.stderr);
+        // Nothing half written: the same command, fixed, writes the layout.
+        assert!(!Path::new(into).exists(), "{args:?} left {into}");
     }
     // Annotations past 1 MiB in all (an argument holds at most 128 KiB).
     let big: Vec<String> = (0..10)

@@ -111,15 +111,7 @@ pub fn push(
     options: &Options,
     observer: &dyn Observer,
 ) -> Result<String> {
-    let steps = Steps {
-        client,
-        repository,
-        options,
-        observer,
-        strategies: upload::Strategies::new(options.chunk_size),
-        indexed: Mutex::new(Vec::new()),
-    };
-    steps.run(layout, referrers, tags)
+    Steps::new(client, repository, options, observer).run(layout, referrers, tags)
 }
 
 /// One step of the content's schedule.
@@ -161,9 +153,27 @@ struct Steps<'a> {
     observer: &'a dyn Observer,
     /// How blobs go up, as the registry's answers taught.
     strategies: upload::Strategies,
-    /// The manifests whose PUT the registry answered with `OCI-Subject`: it lists them as
-    /// referrers of their subject itself.
-    indexed: Mutex<Vec<String>>,
+    /// The manifests whose PUT the registry answered with `OCI-Subject`, with the subject it
+    /// named: it lists them as referrers of that subject itself.
+    indexed: Mutex<Vec<(String, String)>>,
+}
+
+impl<'a> Steps<'a> {
+    fn new(
+        client: &'a Client,
+        repository: &'a Repository,
+        options: &'a Options,
+        observer: &'a dyn Observer,
+    ) -> Steps<'a> {
+        Steps {
+            client,
+            repository,
+            options,
+            observer,
+            strategies: upload::Strategies::new(options.chunk_size),
+            indexed: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl Steps<'_> {
@@ -562,27 +572,8 @@ impl Steps<'_> {
             }
         };
         let moving = previous.filter(|p| !p.is_empty() && *p != top.digest);
-        // A 403 is as often a role without the right to push tags: only one that says why
-        // (Harbor's "immutable", Artifactory's MANIFEST_INVALID) is a kept tag.
-        let detail = refusal.detail().to_lowercase();
-        let says_kept = [
-            "immutable",
-            "overwrit",
-            "already exists",
-            "locked",
-            "disallowed",
-        ]
-        .iter()
-        .any(|word| detail.contains(word))
-            || refusal.has_code("MANIFEST_INVALID")
-            || refusal.has_code("TAG_INVALID");
-        let kept = match refusal.status.as_u16() {
-            400 | 405 | 409 | 412 => true,
-            403 => says_kept,
-            _ => false,
-        };
         match moving {
-            Some(previous) if kept => Err(Error::new(
+            Some(previous) if keeps_its_tag(&refusal) => Err(Error::new(
                 Kind::Immutable,
                 format!(
                     "{} will not move tag '{tag}' from {previous} to {} ({}{}): its tags are \
@@ -626,8 +617,8 @@ impl Steps<'_> {
             let refusal = Refusal::read(&mut response, &Method::PUT);
             return Ok((url, what, Err(refusal)));
         }
-        if response.headers().contains_key("oci-subject") {
-            lock(&self.indexed).push(manifest.digest.clone());
+        if let Some(subject) = header(&response, "oci-subject") {
+            lock(&self.indexed).push((manifest.digest.clone(), subject));
         }
         // A registry that stored other bytes than ours would make every signature wrong.
         if let Some(stored) = content_digest(&response) {
@@ -655,13 +646,37 @@ const MANIFEST_ACCEPT: [(&str, &str); 1] = [(
      application/vnd.docker.distribution.manifest.list.v2+json",
 )];
 
+/// Whether a registry's refusal to write a tag that names another digest says the tag is
+/// kept (immutable, locked, not to be overwritten). A 403 is as often a role without the right
+/// to push tags: only one that says why (Harbor's "immutable", Artifactory's MANIFEST_INVALID)
+/// is a kept tag.
+fn keeps_its_tag(refusal: &Refusal) -> bool {
+    let detail = refusal.detail().to_lowercase();
+    let says_kept = [
+        "immutable",
+        "overwrit",
+        "already exists",
+        "locked",
+        "disallowed",
+    ]
+    .iter()
+    .any(|word| detail.contains(word))
+        || refusal.has_code("MANIFEST_INVALID")
+        || refusal.has_code("TAG_INVALID");
+    match refusal.status.as_u16() {
+        400 | 405 | 409 | 412 => true,
+        403 => says_kept,
+        _ => false,
+    }
+}
+
+/// A header of an answer, trimmed, when it is there and not empty.
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    let value = response.headers().get(name)?.to_str().ok()?.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
 /// The `Docker-Content-Digest` of an answer, when it has a usable one.
 fn content_digest(response: &ureq::http::Response<ureq::Body>) -> Option<String> {
-    let digest = response
-        .headers()
-        .get("docker-content-digest")?
-        .to_str()
-        .ok()?
-        .trim();
-    (!digest.is_empty()).then(|| digest.to_string())
+    header(response, "docker-content-digest")
 }

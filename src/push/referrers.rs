@@ -18,8 +18,6 @@ conditions, can still lose its entry unless it checks as we do; a re-run of eith
 it back (docs/referrers.md).
 */
 
-use std::sync::Mutex;
-
 use serde_json::{json, Value};
 use ureq::http::{Method, StatusCode};
 
@@ -49,6 +47,8 @@ pub enum ReferrerIndex {
     Registry,
     /// The fallback tag's index; `changed` when this push added the referrer to it.
     Tag { tag: String, changed: bool },
+    /// Pushed, but not listed anywhere yet: the push failed before its index was written.
+    NotListed { tag: String },
 }
 
 /// The index a fallback tag names, as read.
@@ -86,9 +86,29 @@ impl Observer for Unreported {
 
 impl Steps<'_> {
     /// Pushes each referrer (its blobs, then its manifest by digest), then makes sure the
-    /// fallback index of each subject lists those the registry did not index itself.
+    /// fallback index of each subject lists those the registry did not index itself. Every
+    /// referrer pushed is reported, also when a later step fails.
     pub(super) fn push_referrers(&self, referrers: &[Referrer]) -> Result<()> {
         let mut reports: Vec<(ReferrerOutcome, Option<ReferrerIndex>)> = Vec::new();
+        let result = self.push_and_index(referrers, &mut reports);
+        for (referrer, (outcome, index)) in referrers.iter().zip(reports) {
+            let index = index.unwrap_or_else(|| ReferrerIndex::NotListed {
+                tag: fallback_tag(&referrer.subject),
+            });
+            self.observer.event(Event::Referrer {
+                referrer,
+                outcome,
+                index: &index,
+            });
+        }
+        result
+    }
+
+    fn push_and_index(
+        &self,
+        referrers: &[Referrer],
+        reports: &mut Vec<(ReferrerOutcome, Option<ReferrerIndex>)>,
+    ) -> Result<()> {
         for referrer in referrers {
             let (outcome, indexed) = self
                 .push_referrer(referrer)
@@ -97,7 +117,7 @@ impl Steps<'_> {
         }
         // One update of each subject's index, for all its referrers together.
         let mut subjects: Vec<&str> = Vec::new();
-        for (referrer, (_, index)) in referrers.iter().zip(&reports) {
+        for (referrer, (_, index)) in referrers.iter().zip(reports.iter()) {
             if index.is_none() && !subjects.contains(&referrer.subject.as_str()) {
                 subjects.push(&referrer.subject);
             }
@@ -123,28 +143,13 @@ impl Steps<'_> {
                 });
             }
         }
-        for (referrer, (outcome, index)) in referrers.iter().zip(reports) {
-            let index = index.unwrap_or(ReferrerIndex::Registry);
-            self.observer.event(Event::Referrer {
-                referrer,
-                outcome,
-                index: &index,
-            });
-        }
         Ok(())
     }
 
     /// One referrer's blobs and manifest; returns what happened, and whether the registry
     /// indexed it (in a dry run: whether it has the referrers API).
     fn push_referrer(&self, referrer: &Referrer) -> Result<(ReferrerOutcome, bool)> {
-        let steps = Steps {
-            client: self.client,
-            repository: self.repository,
-            options: self.options,
-            observer: &Unreported,
-            strategies: super::upload::Strategies::new(self.options.chunk_size),
-            indexed: Mutex::new(Vec::new()),
-        };
+        let steps = Steps::new(self.client, self.repository, self.options, &Unreported);
         let digest = &referrer.manifest().digest;
         // A dry run asks whether it is there; a push puts its manifest again anyway (one
         // small request), as only the PUT's answer says whether the registry indexes it.
@@ -156,7 +161,11 @@ impl Steps<'_> {
             };
             return Ok((outcome, self.has_referrers_api(&referrer.subject)));
         }
-        let indexed = super::lock(&steps.indexed).contains(digest);
+        // `OCI-Subject` names the subject the registry indexed it under; another value is a
+        // registry (or a proxy) that does not say what the spec means, and gets the fallback.
+        let indexed = super::lock(&steps.indexed)
+            .iter()
+            .any(|(pushed, subject)| pushed == digest && *subject == referrer.subject);
         Ok((ReferrerOutcome::Pushed, indexed))
     }
 
@@ -185,20 +194,17 @@ impl Steps<'_> {
     /// returns the digests this call added (in a dry run: would add).
     fn update_index(&self, tag: &str, ours: &[&Referrer]) -> Result<Vec<String>> {
         let mut added: Vec<String> = Vec::new();
-        // Whether the registry takes a conditional PUT as a condition; one that refuses a
-        // condition it should have met is sent none.
+        // Whether to make the PUT conditional. A registry that refuses a condition that holds
+        // (412 for an index that did not change) is sent none after that.
         let mut conditional = true;
+        let mut index = self.read_index(tag)?;
         for round in 0..=MAX_ROUNDS {
-            let mut index = self.read_index(tag)?;
             let missing: Vec<&&Referrer> = ours
                 .iter()
                 .filter(|r| !index.lists(&r.manifest().digest))
                 .collect();
             if missing.is_empty() {
                 return Ok(added);
-            }
-            if round == MAX_ROUNDS {
-                break;
             }
             for referrer in &missing {
                 let digest = &referrer.manifest().digest;
@@ -209,27 +215,27 @@ impl Steps<'_> {
             if self.options.dry_run {
                 return Ok(added);
             }
-            if let Some(list) = index.value["manifests"].as_array_mut() {
+            if round == MAX_ROUNDS {
+                break;
+            }
+            let mut merged = index.value.clone();
+            if let Some(list) = merged["manifests"].as_array_mut() {
                 list.extend(missing.iter().map(|r| r.descriptor()));
             }
-            let sent_etag = index.etag.clone();
-            match self.put_index(tag, &index, conditional)? {
-                PutIndex::Stored => {}
-                // Changed since we read it: read, merge and put again.
-                PutIndex::Changed => {
-                    let now = self.read_index(tag)?;
-                    if now.etag.is_some() && now.etag == sent_etag {
-                        conditional = false;
-                    }
-                }
+            let stored = self.put_index(tag, &index, &merged, conditional)?;
+            // Read back: after a 412, what changed; after a PUT, whether another writer's
+            // replaced ours.
+            let now = self.read_index(tag)?;
+            if !stored && now.exists == index.exists && now.etag == index.etag {
+                conditional = false;
             }
-            // The next round reads it back: another writer's PUT may have replaced ours.
+            index = now;
         }
         Err(Error::new(
             Kind::Rejected,
             format!(
                 "the index kept changing under other writers ({MAX_ROUNDS} rounds of read, add, \
-                 put and check); the image is pushed but not tagged: re-run the push"
+                 put and check); re-run the push"
             ),
         ))
     }
@@ -257,15 +263,17 @@ impl Steps<'_> {
         let mut response =
             self.client
                 .expect(response, &[StatusCode::OK], &Method::GET, &url, &what)?;
-        let etag = header(&response, "etag");
-        let media_type = header(&response, "content-type").unwrap_or_default();
+        let etag = super::header(&response, "etag");
+        let media_type = super::header(&response, "content-type").unwrap_or_default();
         let bytes = crate::files::read_at_most(response.body_mut().as_reader(), MAX_MANIFEST_BYTES)
             .map_err(|e| {
                 Error::new(Kind::Rejected, format!("{what}: GET {}: {e}", redact(&url)))
             })?;
         let value: Option<Value> = serde_json::from_slice(&bytes).ok();
+        // An image index someone tagged so lists platforms; a referrers index never does.
         let is_index = value.as_ref().is_some_and(|v| {
-            v.get("manifests").is_some_and(Value::is_array)
+            let entries = v.get("manifests").and_then(Value::as_array);
+            entries.is_some_and(|list| list.iter().all(|e| e.get("platform").is_none()))
                 && v.get("mediaType")
                     .and_then(|t| t.as_str())
                     .unwrap_or(OCI_INDEX)
@@ -294,14 +302,22 @@ impl Steps<'_> {
         }
     }
 
-    /// `PUT .../manifests/TAG` of the index, conditional on what was read when `conditional`.
-    fn put_index(&self, tag: &str, index: &TagIndex, conditional: bool) -> Result<PutIndex> {
+    /// `PUT .../manifests/TAG` of `merged`, conditional on `read` being what is there when
+    /// `conditional`: true when stored, false when the registry answered 412 to the
+    /// condition.
+    fn put_index(
+        &self,
+        tag: &str,
+        read: &TagIndex,
+        merged: &Value,
+        conditional: bool,
+    ) -> Result<bool> {
         let url = self.url(&format!("manifests/{tag}"));
         let what = format!("updating the referrers index '{tag}'");
-        let bytes = serde_json::to_vec(&index.value)
+        let bytes = serde_json::to_vec(merged)
             .map_err(|e| Error::new(Kind::Usage, format!("{what}: {e}")))?;
         let mut headers = vec![("content-type", OCI_INDEX)];
-        match (&index.etag, index.exists) {
+        match (&read.etag, read.exists) {
             (Some(etag), _) if conditional => headers.push(("if-match", etag.as_str())),
             (None, false) if conditional => headers.push(("if-none-match", "*")),
             _ => {}
@@ -309,28 +325,34 @@ impl Steps<'_> {
         let mut response =
             self.client
                 .send(Method::PUT, &url, &headers, Payload::Bytes(&bytes), &what)?;
-        match response.status() {
-            status if status.is_success() => Ok(PutIndex::Stored),
-            StatusCode::PRECONDITION_FAILED if headers.len() > 1 => Ok(PutIndex::Changed),
-            _ => {
-                let refusal = Refusal::read(&mut response, &Method::PUT);
-                Err(self
-                    .client
-                    .refusal_error(refusal, &Method::PUT, &url, &what))
-            }
+        let status = response.status();
+        if status.is_success() {
+            return Ok(true);
         }
+        if status == StatusCode::PRECONDITION_FAILED && headers.len() > 1 {
+            return Ok(false);
+        }
+        let refusal = Refusal::read(&mut response, &Method::PUT);
+        // The index's tag names the old index: a registry that keeps tags (immutable tags,
+        // Harbor's and ECR's rules) will not move it, now or on a re-run.
+        if read.exists && super::keeps_its_tag(&refusal) {
+            return Err(Error::new(
+                Kind::Immutable,
+                format!(
+                    "{what}: {} will not move the tag ({}{}): its tags are immutable, so the \
+                     referrers tag schema cannot add to the index; exempt tags matching \
+                     sha256-* from the immutability rule, or push the referrers where the \
+                     registry has the referrers API",
+                    self.repository,
+                    refusal.status,
+                    refusal.detail()
+                ),
+            ));
+        }
+        Err(self
+            .client
+            .refusal_error(refusal, &Method::PUT, &url, &what))
     }
-}
-
-enum PutIndex {
-    Stored,
-    /// 412: the index changed since it was read.
-    Changed,
-}
-
-fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
-    let value = response.headers().get(name)?.to_str().ok()?.trim();
-    (!value.is_empty()).then(|| value.to_string())
 }
 
 /// `referrer DIR (TYPE, DIGEST)`, for messages.
