@@ -618,27 +618,8 @@ fn a_writer_during_our_conditional_put(index_there: bool) {
             Rule::every("PUT", &index, conditional(Duration::ZERO)),
         ],
     );
-    let layout_path = layout_arg(&layout);
-    let repo = proxy.repo("app");
-    let running = spawn_oci_push([
-        "--layout",
-        &layout_path,
-        "-r",
-        &repo,
-        "-t",
-        "v1",
-        "--referrer",
-        &layout_of(&ours),
-    ]);
     // While our PUT waits, they write the index.
-    assert!(
-        proxy.wait_fired(0, 1, Duration::from_secs(30)),
-        "{}",
-        proxy.describe()
-    );
-    curl_put(&tag_url, OCI_INDEX, &index_of(&competing));
-    let (run, _) = running.wait(Duration::from_secs(60));
-    let run = run.ok();
+    let run = push_while_they_write(&proxy, &layout, &ours, &tag_url, &competing);
     let puts = proxy.matching("PUT", &index);
     assert_eq!(
         puts.iter().map(|r| r.answered).collect::<Vec<_>>(),
@@ -661,6 +642,38 @@ fn a_writer_during_our_conditional_put(index_there: bool) {
         expected.len()
     );
     assert!(run.stderr.contains("unchanged    v1"), "{}", run.stderr);
+}
+
+/// Pushes `ours` through `proxy`, whose rule 0 holds a request of the push while another
+/// writer puts the index of `entries` at `tag_url`; returns the push, which succeeded.
+fn push_while_they_write(
+    proxy: &FaultProxy,
+    layout: &TempDir,
+    ours: &(TempDir, String),
+    tag_url: &str,
+    entries: &[Value],
+) -> Run {
+    let layout_path = layout_arg(layout);
+    let repo = proxy.repo("app");
+    let referrer = layout_of(ours);
+    let running = spawn_oci_push([
+        "--layout",
+        &layout_path,
+        "-r",
+        &repo,
+        "-t",
+        "v1",
+        "--referrer",
+        &referrer,
+    ]);
+    assert!(
+        proxy.wait_fired(0, 1, Duration::from_secs(30)),
+        "{}",
+        proxy.describe()
+    );
+    curl_put(tag_url, OCI_INDEX, &index_of(entries));
+    let (run, _) = running.wait(Duration::from_secs(60));
+    run.ok()
 }
 
 #[test]
@@ -715,26 +728,7 @@ fn another_writer_replacing_our_index_after_our_put_is_merged_back() {
             },
         )],
     );
-    let layout_path = layout_arg(&layout);
-    let repo = proxy.repo("app");
-    let running = spawn_oci_push([
-        "--layout",
-        &layout_path,
-        "-r",
-        &repo,
-        "-t",
-        "v1",
-        "--referrer",
-        &layout_of(&ours),
-    ]);
-    assert!(
-        proxy.wait_fired(0, 1, Duration::from_secs(30)),
-        "{}",
-        proxy.describe()
-    );
-    curl_put(&tag_url, OCI_INDEX, &index_of(&their_entry));
-    let (run, _) = running.wait(Duration::from_secs(60));
-    run.ok();
+    push_while_they_write(&proxy, &layout, &ours, &tag_url, &their_entry);
     assert_eq!(proxy.count("PUT", &index), 2, "{}", proxy.describe());
     let mut both = vec![ours.1.clone(), theirs.1.clone()];
     both.sort();
