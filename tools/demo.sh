@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: set up this machine (tools/setup.sh), build the pusher, start a local registry,
 # build an example image with Bazel (the e2e workspace) and `bazel run` its push target, then
-# read the result back with curl. Leaves nothing running.
+# read the result back with curl; then push it with an SBOM and a provenance statement
+# (referrers) and list them with oras. Leaves nothing running.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -36,3 +37,10 @@ echo
 curl -fsS -o /dev/null -D - \
   -H "Accept: application/vnd.oci.image.manifest.v1+json" \
   "http://$REGISTRY/v2/e2e/image/manifests/demo" | grep -i -E '^(docker-content-digest|content-type):'
+
+echo
+echo "== bazel run //:push_with_referrers   (the image with its SBOM and provenance, OCI 1.1 referrers)"
+bazel run //:push_with_referrers
+echo
+echo "== its referrers, as oras (a client we did not write) lists them:"
+"$root/bench/.peers/oras" discover --plain-http "$REGISTRY/e2e/referrers:with-referrers"
