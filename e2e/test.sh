@@ -291,6 +291,22 @@ check "curl: the arm64 manifest's fallback tag lists the SBOM" \
 check "the index itself has no fallback tag (no referrer names it)" \
   lacks_manifest e2e/index-referrers "sha256-${index_digest#sha256:}"
 
+sbom_signature_digest="$(layout_digest bazel-bin/sbom_signature)"
+check "bazel run //:push_signed_sbom -- --format json (a signature of the SBOM, listed before it)" \
+  bazel_run "$tmp/signed.json" //:push_signed_sbom -- --format json
+check "push_signed_sbom: the SBOM's subject is the image, the signature's the SBOM" \
+  equals "referrers" "$(referrer_report "$tmp/signed.json" "digest subject")" \
+  "$(printf '%s\n' "$sbom_digest $image_digest" "$sbom_signature_digest $sbom_digest" | sort)"
+check "push_signed_sbom: the SBOM went up before its signature" \
+  equals "order" "$(json "$tmp/signed.json" '[r["digest"] for r in d["referrers"]]')" \
+  "$(printf '%s\n' "$sbom_digest" "$sbom_signature_digest")"
+check "oras discover e2e/signed-sbom@<sbom> lists the signature" \
+  equals "oras discover" "$(discovered "e2e/signed-sbom@$sbom_digest" 2>&1)" \
+  "$sbom_signature_digest application/vnd.example.signature"
+check "curl: the SBOM's fallback tag lists the signature" \
+  equals "fallback index" "$(fallback_index e2e/signed-sbom "$sbom_digest" 2>&1)" \
+  "$sbom_signature_digest application/vnd.example.signature"
+
 # --- run-time overrides ---------------------------------------------------------
 
 check "bazel run //:push_image -- --tag x --repository $REGISTRY/other" \

@@ -49,8 +49,9 @@ OPTIONS:
                              those of --tags-file.
     --digest-file FILE       Also write REPO@DIGEST to FILE, a line per destination.
     --referrer DIR           An artifact to push with the image (an SBOM, a signature): an
-                             OCI layout of one manifest whose subject is the image or one
-                             of its manifests, checked before any request. Repeatable; the
+                             OCI layout of one manifest whose subject is the image, one of
+                             its manifests or another referrer, checked before any request.
+                             Repeatable; the
                              referrers go up after the image and before its tags, and a
                              registry without the referrers API gets the fallback tag
                              index <alg>-<hex> (docs/referrers.md).

@@ -49,31 +49,89 @@ impl Referrer {
     }
 }
 
-/// Reads every referrer layout and checks that its subject is a manifest of `image`, with the
-/// subject descriptor's size and media type.
+/// Reads every referrer layout and checks that its subject is a manifest of `image`, or
+/// another of the referrers (a signature of the SBOM), with the subject descriptor's size and
+/// media type. Returns them in push order: each after the referrer it refers to.
 pub fn open_all(dirs: &[PathBuf], image: &Layout) -> Result<Vec<Referrer>> {
-    let mut referrers: Vec<Referrer> = Vec::new();
+    let mut opened: Vec<(Referrer, Subject)> = Vec::new();
     for dir in dirs {
-        let referrer = open(dir, image)?;
-        if !referrers
+        let (referrer, subject) = open(dir)?;
+        if !opened
             .iter()
-            .any(|r| r.manifest().digest == referrer.manifest().digest)
+            .any(|(r, _)| r.manifest().digest == referrer.manifest().digest)
         {
-            referrers.push(referrer);
+            opened.push((referrer, subject));
         }
     }
-    Ok(referrers)
+    for (referrer, subject) in &opened {
+        let among_referrers = opened
+            .iter()
+            .map(|(r, _)| r.manifest())
+            .filter(|m| m.digest != referrer.manifest().digest);
+        let target = image
+            .manifests
+            .iter()
+            .chain(among_referrers)
+            .find(|m| m.digest == subject.digest);
+        let Some(target) = target else {
+            return Err(Error::invalid(format!(
+                "referrer {}: its subject {} is not a manifest of the image {}: the subject \
+                 must be {}, or another referrer; build the referrer for this image \
+                 (oci_artifact's subject)",
+                referrer.dir.display(),
+                subject.digest,
+                image.top().digest,
+                image_manifests(image)
+            )));
+        };
+        if subject.size != Some(target.bytes.len() as u64)
+            || subject.media_type != target.media_type
+        {
+            return Err(invalid(
+                &referrer.dir,
+                format!(
+                    "its subject names {} as {} bytes of {}, but that manifest is {} bytes of {}",
+                    subject.digest,
+                    subject.size.map_or("?".to_string(), |s| s.to_string()),
+                    subject.media_type,
+                    target.bytes.len(),
+                    target.media_type
+                ),
+            ));
+        }
+    }
+    // Push order: those of the image first, then those of a referrer already placed.
+    let mut ordered: Vec<Referrer> = Vec::new();
+    while !opened.is_empty() {
+        let ready = opened.iter().position(|(r, _)| {
+            image.manifests.iter().any(|m| m.digest == r.subject)
+                || ordered.iter().any(|o| o.manifest().digest == r.subject)
+        });
+        // Digests cannot form a cycle; a set that does not resolve is kept as given.
+        let (referrer, _) = opened.remove(ready.unwrap_or(0));
+        ordered.push(referrer);
+    }
+    Ok(ordered)
 }
 
-fn open(dir: &Path, image: &Layout) -> Result<Referrer> {
+/// A referrer's subject descriptor, as its manifest gives it.
+struct Subject {
+    digest: String,
+    size: Option<u64>,
+    media_type: String,
+}
+
+fn invalid(dir: &Path, why: String) -> Error {
+    Error::invalid(format!(
+        "referrer {}: {why}; a referrer is an OCI image manifest whose subject is the pushed \
+         image (oci_artifact builds one)",
+        dir.display()
+    ))
+}
+
+fn open(dir: &Path) -> Result<(Referrer, Subject)> {
     let layout = Layout::open(dir).map_err(|e| e.context(format!("referrer {}", dir.display())))?;
-    let bad = |why: String| {
-        Error::invalid(format!(
-            "referrer {}: {why}; a referrer is an OCI image manifest whose subject is the pushed \
-             image (oci_artifact builds one)",
-            dir.display()
-        ))
-    };
+    let bad = |why: String| invalid(dir, why);
     if let Some(blob) = layout.in_cache().next() {
         return Err(bad(format!(
             "it is a thin layout (blob {} is left to the remote cache); give its full layout",
@@ -97,26 +155,11 @@ fn open(dir: &Path, image: &Layout) -> Result<Referrer> {
         )));
     };
     let field = |name: &str| subject.get(name).and_then(|v| v.as_str()).unwrap_or("");
-    let digest = field("digest").to_string();
-    let Some(target) = image.manifests.iter().find(|m| m.digest == digest) else {
-        return Err(Error::invalid(format!(
-            "referrer {}: its subject {digest} is not a manifest of the image {}: the subject \
-             must be {}; build the referrer for this image (oci_artifact's subject)",
-            dir.display(),
-            image.top().digest,
-            image_manifests(image)
-        )));
+    let subject = Subject {
+        digest: field("digest").to_string(),
+        size: subject.get("size").and_then(|v| v.as_u64()),
+        media_type: field("mediaType").to_string(),
     };
-    let size = subject.get("size").and_then(|v| v.as_u64());
-    if size != Some(target.bytes.len() as u64) || field("mediaType") != target.media_type {
-        return Err(bad(format!(
-            "its subject names {digest} as {} bytes of {}, but that manifest is {} bytes of {}",
-            size.map_or("?".to_string(), |s| s.to_string()),
-            field("mediaType"),
-            target.bytes.len(),
-            target.media_type
-        )));
-    }
     let config_type = value
         .pointer("/config/mediaType")
         .and_then(|v| v.as_str())
@@ -131,13 +174,14 @@ fn open(dir: &Path, image: &Layout) -> Result<Referrer> {
         .and_then(|v| v.as_object())
         .cloned()
         .unwrap_or_default();
-    Ok(Referrer {
+    let referrer = Referrer {
         dir: dir.to_path_buf(),
         layout,
-        subject: digest,
+        subject: subject.digest.clone(),
         artifact_type,
         annotations,
-    })
+    };
+    Ok((referrer, subject))
 }
 
 /// The digests a subject may be, for the message when it is none of them.

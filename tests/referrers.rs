@@ -373,6 +373,65 @@ fn a_dry_run_asks_for_the_referrers_api() {
 }
 
 #[test]
+fn a_referrer_of_a_referrer_goes_up_after_it() {
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(&registry, vec![]);
+    let (img, layout) = image(18);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    // A signature of the SBOM: its subject is the SBOM's manifest.
+    let signature = artifact(
+        Path::new(&layout_of(&sbom)),
+        "application/vnd.example.sig",
+        "sig",
+        &[],
+    );
+    // Given before its subject: pushed after it all the same.
+    push(&layout, &proxy.repo("app"), &[&signature, &sbom], &[]).ok();
+    let puts: Vec<String> = proxy
+        .matching("PUT", "/manifests/sha256:")
+        .iter()
+        .map(|r| r.path().rsplit('/').next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        puts,
+        [
+            img.manifest.digest.clone(),
+            sbom.1.clone(),
+            signature.1.clone()
+        ]
+    );
+    assert_eq!(
+        digests(&index_entries(&registry, "app", &sbom.1)),
+        [signature.1.as_str()]
+    );
+    // oras shows the tree: the image, its SBOM, the SBOM's signature.
+    let out = Command::new(oras())
+        .args([
+            "discover",
+            "--plain-http",
+            "--format",
+            "json",
+            &format!("{}:v1", registry.repo("app")),
+        ])
+        .output()
+        .unwrap();
+    let tree: Value = serde_json::from_slice(&out.stdout).expect("oras JSON");
+    assert_eq!(tree["referrers"][0]["digest"], sbom.1.as_str());
+    assert_eq!(
+        tree["referrers"][0]["referrers"][0]["digest"],
+        signature.1.as_str()
+    );
+    // Without its subject among the referrers, the signature fits no manifest of the image.
+    let run = push(&layout, &proxy.repo("app"), &[&signature], &[]);
+    assert_eq!(run.code, 4);
+    assert!(
+        run.error().contains("or another referrer"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn a_platform_manifest_can_be_the_subject() {
     let registry = Registry::start();
     let amd64 = Image::sized(Types::Oci, 40, 1, 100);
@@ -674,6 +733,46 @@ fn push_while_they_write(
     curl_put(tag_url, OCI_INDEX, &index_of(entries));
     let (run, _) = running.wait(Duration::from_secs(60));
     run.ok()
+}
+
+#[test]
+fn an_index_that_keeps_changing_ends_the_push_after_five_rounds_without_a_tag() {
+    let registry = Registry::start();
+    let (img, layout) = image(19);
+    let sbom = artifact(layout.path(), SPDX, "{}", &[]);
+    push(&layout, &registry.repo("app"), &[], &[]).ok();
+    let empty = index_of(&[]);
+    let tag = fallback_tag(&img.manifest.digest);
+    curl_put(
+        &format!("{}/v2/app/manifests/{tag}", registry.base_url()),
+        OCI_INDEX,
+        &empty,
+    );
+    // Every read shows another ETag, every conditional PUT is refused: another writer at
+    // every turn.
+    let etag = |value: &str| Fault::Rewrite(vec![Edit::header("Etag", value)]);
+    let index = format!("/manifests/{tag}");
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![
+            Rule::every(
+                "GET",
+                &index,
+                Fault::OneOf(vec![etag("\"a\""), etag("\"b\"")]),
+            ),
+            Rule::every("PUT", &index, Fault::status(412)),
+        ],
+    );
+    let run = push(&layout, &proxy.repo("app"), &[&sbom], &["-t", "release"]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    assert!(
+        run.error()
+            .contains("the index kept changing under other writers (5 rounds"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(proxy.count("PUT", &index), 5, "{}", proxy.describe());
+    assert!(!registry.tags("app").contains(&"release".to_string()));
 }
 
 #[test]

@@ -48,9 +48,10 @@ _ATTRS = {
         doc = """The image the artifact is about: a target whose single output is an OCI image layout directory.
 
 The same kind of target as `oci_push`'s `image` (rules_oci's `oci_image` or
-`oci_image_index`, ...). The artifact's `subject` is the manifest that the
-layout's `index.json` names; for an image index, `subject_platform` picks one
-of its platform manifests instead.""",
+`oci_image_index`, ...), or another `oci_artifact` (a signature of the SBOM:
+give both to `oci_push`'s `referrers`). The artifact's `subject` is the manifest
+that the layout's `index.json` names; for an image index, `subject_platform`
+picks one of its platform manifests instead.""",
         mandatory = True,
         allow_files = True,
     ),

@@ -136,7 +136,8 @@ list of strings here and writes the file.)""",
 
 Each a target whose single output is an OCI artifact layout directory, such as
 an `oci_artifact`: one manifest whose `subject` is the image's manifest (or,
-for an image index, one of its platform manifests). The pusher sends the image
+for an image index, one of its platform manifests), or another referrer's (a
+signature of the SBOM; it goes up after that one). The pusher sends the image
 by digest, then the referrers, then the tags, so a tag never names an image
 whose referrers are missing. A referrer whose subject is another image fails
 the build-time check, before any push. On a registry without the referrers API
