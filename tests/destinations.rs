@@ -428,6 +428,41 @@ fn a_namespace_s_own_credentials_go_to_its_destination_only() {
     }
 }
 
+/// Destinations on one registry ask each credential helper once: a Bazel helper, and a
+/// docker helper of `credHelpers`.
+#[test]
+fn a_helper_is_asked_once_for_destinations_on_one_registry() {
+    let registry = Registry::start();
+    let (image, layout) = image(72);
+    let (a, b) = (registry.repo("once/a"), registry.repo("once/b"));
+    let layout_path = layout_arg(&layout);
+    let sandbox = Sandbox::new();
+    let (helper, bazel_log) =
+        sandbox.bazel_credential_helper("bazel-helper", &json!({"x-registry-key": ["k1"]}));
+    let helper = helper.display().to_string();
+    sandbox
+        .run(
+            &args(&layout_path, &[&a, &b], &["--credential-helper", &helper]),
+            &[],
+            None,
+        )
+        .ok();
+    let asked = std::fs::read_to_string(&bazel_log).unwrap();
+    assert_eq!(asked.lines().count(), 1, "{asked}");
+
+    let sandbox = Sandbox::new();
+    let docker_log = sandbox.docker_credential_helper("once", &[(&registry.host(), "u", "p")]);
+    sandbox.home_docker_config(&json!({ "credHelpers": { registry.host(): "once" } }));
+    sandbox
+        .run(&args(&layout_path, &[&a, &b], &[]), &[], None)
+        .ok();
+    let asked = std::fs::read_to_string(&docker_log).unwrap();
+    assert_eq!(asked.lines().count(), 1, "{asked}");
+    for path in ["once/a", "once/b"] {
+        registry.assert_manifest(path, "v1", &image.manifest);
+    }
+}
+
 /// Every destination's credentials are found before the first push: a helper that fails for
 /// the second registry ends the run with nothing pushed to the first.
 #[test]

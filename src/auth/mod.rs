@@ -19,8 +19,10 @@ mod helper_process;
 pub use bazel_helper::headers as helper_headers;
 pub use docker_config::from_config_text;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::error::{Error, Kind, Result};
@@ -144,6 +146,34 @@ pub fn environment_credential() -> Option<(String, String)> {
 /// "credentials not found"). Any other failure is an error naming `source`, showing the start
 /// of the helper's stderr but never its stdout, where a secret may stand.
 fn run_helper(
+    program: &std::ffi::OsStr,
+    input: &[u8],
+    source: &str,
+    deadline: Instant,
+) -> Result<Option<serde_json::Value>> {
+    // A run asks a helper each question once: several destinations on one registry would
+    // run it again for the same answer (a helper that prompts, or a rate-limited SSO).
+    type Answers = HashMap<(std::ffi::OsString, Vec<u8>), Option<serde_json::Value>>;
+    static ANSWERS: OnceLock<Mutex<Answers>> = OnceLock::new();
+    let answers = ANSWERS.get_or_init(Default::default);
+    let key = (program.to_os_string(), input.to_vec());
+    let known = answers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
+    if let Some(answer) = known {
+        return Ok(answer);
+    }
+    let answer = ask_helper(program, input, source, deadline)?;
+    answers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, answer.clone());
+    Ok(answer)
+}
+
+fn ask_helper(
     program: &std::ffi::OsStr,
     input: &[u8],
     source: &str,
