@@ -387,33 +387,20 @@ fn dry_run_writes_nothing_and_says_what_would_happen() {
     assert_eq!(registry.catalog(), catalog_before);
 }
 
-#[test]
-fn bars_on_a_terminal_then_the_summary() {
-    let registry = Registry::start();
-    let image = Image::sized(Types::Oci, 48, 3, 200_000);
-    let layout = image_layout(&image);
-    let repo = registry.repo("tty");
-    // `script` gives the command a pseudo-terminal, as a person at a shell has.
-    let command = format!(
-        "{} --layout {} -r {repo} -t tty --verbose",
-        env!("CARGO_BIN_EXE_oci-push"),
-        layout_arg(&layout)
-    );
+/// `oci-push ARGS` under a pseudo-terminal (`script`), as a person at a shell runs it: what
+/// the terminal got. The run must succeed.
+fn on_a_terminal(args: &str) -> String {
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_oci-push"));
     let out = std::process::Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .output()
         .expect("run script (util-linux)");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("\u{1b}["),
         "bars draw with terminal escapes:\n{text}"
     );
-    assert!(
-        text.contains(&format!("pushed {repo}@{}", image.manifest.digest)),
-        "{text}"
-    );
-    assert!(text.contains("  tags:   applied tty"), "{text}");
     // --verbose lines are printed whole above the bars, each on a line of its own.
     let requests: Vec<&str> = text
         .split(['\n', '\r'])
@@ -429,5 +416,66 @@ fn bars_on_a_terminal_then_the_summary() {
     }
     // No plain progress lines on a terminal: the bars replace them.
     assert!(!text.contains("  uploading    "), "{text}");
+    text
+}
+
+#[test]
+fn bars_on_a_terminal_then_the_summary() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 48, 3, 200_000);
+    let layout = image_layout(&image);
+    let repo = registry.repo("tty");
+    let text = on_a_terminal(&format!(
+        "--layout {} -r {repo} -t tty --verbose",
+        layout_arg(&layout)
+    ));
+    assert!(
+        text.contains(&format!("pushed {repo}@{}", image.manifest.digest)),
+        "{text}"
+    );
+    assert!(text.contains("  tags:   applied tty"), "{text}");
     registry.assert_manifest("tty", "tty", &image.manifest);
+}
+
+#[test]
+fn bars_for_two_destinations_and_a_referrer() {
+    let registry = Registry::start();
+    let image = Image::sized(Types::Oci, 49, 3, 200_000);
+    let layout = image_layout(&image);
+    let sbom = tempfile::TempDir::new().unwrap();
+    let sbom_layout = sbom.path().join("sbom");
+    oci_push([
+        "--write-artifact",
+        sbom_layout.to_str().unwrap(),
+        "--layout",
+        &layout_arg(&layout),
+        "--artifact-type",
+        "application/spdx+json",
+    ])
+    .ok();
+    let (a, b) = (registry.repo("tty/a"), registry.repo("tty/b"));
+    let text = on_a_terminal(&format!(
+        "--layout {} -r {a} -r {b} -t tty --referrer {} --verbose",
+        layout_arg(&layout),
+        sbom_layout.display()
+    ));
+    for repo in [&a, &b] {
+        assert!(
+            text.contains(&format!("pushed {repo}@{}", image.manifest.digest)),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        text.matches("  refs:   1 (application/spdx+json), listed in the index tag sha256-")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("destinations: pushed {a}, {b}")),
+        "{text}"
+    );
+    for path in ["tty/a", "tty/b"] {
+        registry.assert_manifest(path, "tty", &image.manifest);
+    }
 }
