@@ -324,71 +324,35 @@ fn nginx() -> PathBuf {
         .expect("nginx is not installed: run tools/setup.sh (it installs nginx-light)")
 }
 
-/// The tab-separated access log format; `escape=json` writes an absent header as "" (the
-/// default writes "-", which a header could hold) and escapes tabs and newlines in a field.
-const LOG_FORMAT: &str =
-    "'$request_method\\t$uri\\t$status\\t$body_bytes_sent\\t$http_range\\t$http_authorization'";
-
+/// The cache's nginx.conf: tools/lib/cache-nginx.conf (the shell scripts' too), filled in.
 fn config(dir: &Path, port: u16, options: &CacheOptions) -> String {
-    let path = |name: &str| format!("\"{}\"", dir.join(name).display());
+    const TEMPLATE: &str = include_str!("../../tools/lib/cache-nginx.conf");
+    let path = |name: &str| dir.join(name).display().to_string();
     // As root, nginx otherwise makes its temp dirs nobody's, and would run a master's workers
     // as nobody, who cannot enter the 0700 temp dir.
     let root = std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false);
-    let user = if root { "user root;\n" } else { "" };
-    let auth = match &options.basic_auth {
-        Some(_) => format!(
-            "        auth_basic \"cache\";\n        auth_basic_user_file {};\n",
+    let mut extra = String::new();
+    if options.basic_auth.is_some() {
+        extra.push_str(&format!(
+            "        auth_basic \"cache\";\n        auth_basic_user_file \"{}\";\n",
             path("htpasswd")
-        ),
-        None => String::new(),
-    };
-    let ranges = match options.ignore_ranges {
-        true => "        max_ranges 0;\n",
-        false => "",
-    };
-    format!(
-        "{user}daemon off;\n\
-         master_process off;\n\
-         pid {pid};\n\
-         lock_file {lock};\n\
-         error_log {error_log} info;\n\
-         events {{\n    worker_connections 1024;\n}}\n\
-         http {{\n\
-         \x20   client_body_temp_path {body};\n\
-         \x20   proxy_temp_path {proxy};\n\
-         \x20   fastcgi_temp_path {fastcgi};\n\
-         \x20   uwsgi_temp_path {uwsgi};\n\
-         \x20   scgi_temp_path {scgi};\n\
-         \x20   default_type application/octet-stream;\n\
-         \x20   log_format cache escape=json {LOG_FORMAT};\n\
-         \x20   access_log {access_log} cache;\n\
-         \x20   server {{\n\
-         \x20       listen 127.0.0.1:{port};\n\
-         \x20       root {storage};\n\
-         \x20       dav_methods PUT DELETE;\n\
-         \x20       create_full_put_path on;\n\
-         \x20       client_max_body_size 0;\n\
-         {auth}\
-         {ranges}\
-         \x20       location ^~ {HARNESS_PREFIX} {{\n\
-         \x20           auth_basic off;\n\
-         \x20           return 204;\n\
-         \x20       }}\n\
-         \x20   }}\n\
-         }}\n",
-        pid = path("nginx.pid"),
-        lock = path("nginx.lock"),
-        error_log = path("error.log"),
-        body = path("temp/body"),
-        proxy = path("temp/proxy"),
-        fastcgi = path("temp/fastcgi"),
-        uwsgi = path("temp/uwsgi"),
-        scgi = path("temp/scgi"),
-        access_log = path("access.log"),
-        storage = path("storage"),
-    )
+        ));
+    }
+    if options.ignore_ranges {
+        extra.push_str("        max_ranges 0;\n");
+    }
+    TEMPLATE
+        .replace("@USER@", if root { "user root;" } else { "" })
+        .replace("@PID@", &path("nginx.pid"))
+        .replace("@LOCK@", &path("nginx.lock"))
+        .replace("@ERROR_LOG@", &path("error.log"))
+        .replace("@TEMP@", &path("temp"))
+        .replace("@ACCESS_LOG@", &path("access.log"))
+        .replace("@PORT@", &port.to_string())
+        .replace("@ROOT@", &path("storage"))
+        .replace("@SERVER_EXTRA@\n", &extra)
 }
 
 fn parse_access(line: &str) -> Option<Access> {

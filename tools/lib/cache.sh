@@ -3,12 +3,15 @@
 # 127.0.0.1 port, with its blobs in DIR/cache, its access log in DIR/cache-access.log and its
 # config, error log and temp files beside them, and sets CACHE (http://127.0.0.1:PORT) and
 # cache_pid; stop_cache (in the caller's EXIT trap) stops it. cache_fetches and
-# cache_fetched_bytes read the access log back. The same setup as tests/common/cache.rs.
+# cache_fetched_bytes read the access log back. Its nginx.conf is tools/lib/cache-nginx.conf, as
+# tests/common/cache.rs's.
 
 cache_pid=""
+# This file's directory, for cache-nginx.conf beside it.
+cache_lib_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 start_cache() {
-  local dir=$1 try port nginx user=""
+  local dir=$1 try port nginx conf user=""
   # Debian's nginx is in /usr/sbin, which a non-root user's PATH may not have.
   nginx=$(command -v nginx || echo /usr/sbin/nginx)
   if [ ! -x "$nginx" ]; then
@@ -22,41 +25,18 @@ start_cache() {
     port=$((20000 + RANDOM % 30000))
     # Skip ports something already listens on.
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
-    # One process in the foreground (master_process off): killing it leaves no worker behind.
-    # The access log is tab-separated; escape=json writes an absent header as "" and escapes
-    # tabs within a field. /.harness/ is the readiness check's, without authentication.
-    cat >"$dir/cache-nginx.conf" <<EOT
-$user
-daemon off;
-master_process off;
-pid "$dir/cache-nginx.pid";
-lock_file "$dir/cache-nginx.lock";
-error_log "$dir/cache-error.log" info;
-events {
-    worker_connections 1024;
-}
-http {
-    client_body_temp_path "$dir/cache-temp/body";
-    proxy_temp_path "$dir/cache-temp/proxy";
-    fastcgi_temp_path "$dir/cache-temp/fastcgi";
-    uwsgi_temp_path "$dir/cache-temp/uwsgi";
-    scgi_temp_path "$dir/cache-temp/scgi";
-    default_type application/octet-stream;
-    log_format cache escape=json '\$request_method\t\$uri\t\$status\t\$body_bytes_sent\t\$http_range\t\$http_authorization';
-    access_log "$dir/cache-access.log" cache;
-    server {
-        listen 127.0.0.1:$port;
-        root "$dir/cache";
-        dav_methods PUT DELETE;
-        create_full_put_path on;
-        client_max_body_size 0;
-        location ^~ /.harness/ {
-            auth_basic off;
-            return 204;
-        }
-    }
-}
-EOT
+    # tools/lib/cache-nginx.conf, filled in (tests/common/cache.rs fills in the same).
+    conf=$(<"$cache_lib_dir/cache-nginx.conf")
+    conf=${conf//@USER@/$user}
+    conf=${conf//@PID@/$dir/cache-nginx.pid}
+    conf=${conf//@LOCK@/$dir/cache-nginx.lock}
+    conf=${conf//@ERROR_LOG@/$dir/cache-error.log}
+    conf=${conf//@TEMP@/$dir/cache-temp}
+    conf=${conf//@ACCESS_LOG@/$dir/cache-access.log}
+    conf=${conf//@PORT@/$port}
+    conf=${conf//@ROOT@/$dir/cache}
+    conf=${conf//@SERVER_EXTRA@/}
+    printf '%s\n' "$conf" >"$dir/cache-nginx.conf"
     # -e: the error log from the start, never /var/log/nginx.
     : >"$dir/cache-error.log"
     "$nginx" -p "$dir" -c "$dir/cache-nginx.conf" -e "$dir/cache-error.log" \
