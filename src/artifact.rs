@@ -38,7 +38,8 @@ pub struct Spec {
     pub annotations: Vec<(String, String)>,
 }
 
-/// Writes the artifact layout of `spec`; returns its manifest's digest.
+/// Writes the artifact layout of `spec`, and reads it back as a push would (a referrer of
+/// the subject); returns its manifest's digest.
 pub fn write(spec: &Spec) -> Result<String> {
     let image = Layout::open(&spec.subject_layout)
         .map_err(|e| e.context("--write-artifact: the subject"))?;
@@ -103,6 +104,7 @@ pub fn write(spec: &Spec) -> Result<String> {
         &spec.out.join("oci-layout"),
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )?;
+    crate::referrer::open_all(std::slice::from_ref(&spec.out), &image)?;
     Ok(digest)
 }
 

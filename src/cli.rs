@@ -162,7 +162,7 @@ EXIT CODES:
     128+N  stopped by signal N while waiting for a credential helper (stopped too)
 ";
 
-/// Where the repository comes from; the last flag given wins.
+/// Where destinations come from: a name, or a file of them (each flag adds, in order).
 #[derive(Debug)]
 enum RepositorySource {
     Name(String),

@@ -48,15 +48,16 @@ pub fn push_all(plan: &Plan, content: &Content) -> Vec<Outcome> {
     // destination is touched, rather than after it was pushed and tagged.
     let mut clients: Vec<Shared> = Vec::new();
     let mut chosen: Vec<usize> = Vec::new();
-    for repository in &plan.repositories {
+    for (i, repository) in plan.repositories.iter().enumerate() {
         match client_for(plan, repository, layout, &mut clients) {
             Ok(at) => chosen.push(at),
-            Err(e) => return failed_before_any(plan, layout, repository, e),
+            Err(e) => return failed_before_any(plan, layout, i, e),
         }
     }
     let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut failed = false;
     for (i, repository) in plan.repositories.iter().enumerate() {
-        if outcomes.iter().any(|o| matches!(o.result, Some(Err(_)))) {
+        if failed {
             outcomes.push(not_attempted(repository));
             continue;
         }
@@ -66,6 +67,7 @@ pub fn push_all(plan: &Plan, content: &Content) -> Vec<Outcome> {
         let result = push_one(plan, repository, earlier, content, &reporter, client)
             .map(|digest| format!("{repository}@{digest}"));
         reporter.finish(result.is_ok());
+        failed = result.is_err();
         outcomes.push(Outcome {
             repository: repository.clone(),
             result: Some(result),
@@ -83,32 +85,19 @@ fn not_attempted(repository: &Repository) -> Outcome {
     }
 }
 
-/// The outcomes when `failed` could not be set up: it failed, none was attempted.
+/// The outcomes when destination `at` could not be set up: it failed, none was attempted.
 fn failed_before_any(
     plan: &Plan,
     layout: &Layout,
-    failed: &Repository,
+    at: usize,
     error: crate::error::Error,
 ) -> Vec<Outcome> {
-    let mut error = Some(error);
-    plan.repositories
-        .iter()
-        .map(|repository| {
-            if repository != failed {
-                return not_attempted(repository);
-            }
-            let Some(error) = error.take() else {
-                return not_attempted(repository);
-            };
-            let reporter = Reporter::new(plan.style(), &repository.to_string(), layout);
-            reporter.finish(false);
-            Outcome {
-                repository: repository.clone(),
-                result: Some(Err(error)),
-                reporter: Some(reporter),
-            }
-        })
-        .collect()
+    let mut outcomes: Vec<Outcome> = plan.repositories.iter().map(not_attempted).collect();
+    let reporter = Reporter::new(plan.style(), &plan.repositories[at].to_string(), layout);
+    reporter.finish(false);
+    outcomes[at].result = Some(Err(error));
+    outcomes[at].reporter = Some(reporter);
+    outcomes
 }
 
 /// A client, and the registry and secret it was made for: another destination there with the

@@ -101,12 +101,6 @@ impl Error {
         Error::new(Kind::Invalid, message)
     }
 
-    /// The same error, of another kind (a failure on the way to the remote cache is the
-    /// cache's).
-    pub fn of_kind(self, kind: Kind) -> Error {
-        Error { kind, ..self }
-    }
-
     pub fn kind(&self) -> Kind {
         self.kind
     }

@@ -192,19 +192,25 @@ impl Layout {
                 _ => omitted.push(serde_json::json!({"digest": blob.digest, "size": blob.size})),
             }
         }
-        for manifest in &self.manifests {
-            if let Some(path) = path_in(dir, &manifest.digest) {
-                kept.push((&manifest.digest, path));
-            }
-        }
-        for (digest, from) in kept {
+        let place = |digest: &str| -> Result<Option<PathBuf>> {
             let Some(to) = path_in(out, digest) else {
-                continue;
+                return Ok(None);
             };
             if let Some(parent) = to.parent() {
                 fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;
             }
-            fs::copy(&from, &to).map_err(|e| write_error(&to, e))?;
+            Ok(Some(to))
+        };
+        for (digest, from) in kept {
+            if let Some(to) = place(digest)? {
+                fs::copy(&from, &to).map_err(|e| write_error(&to, e))?;
+            }
+        }
+        // The manifests' bytes were read and hashed already: written from memory.
+        for manifest in &self.manifests {
+            if let Some(to) = place(&manifest.digest)? {
+                fs::write(&to, &manifest.bytes).map_err(|e| write_error(&to, e))?;
+            }
         }
         let marker = out.join(THIN_MARKER);
         let text = serde_json::json!({ "omitted": omitted }).to_string();

@@ -158,13 +158,9 @@ fn push(plan: Plan) -> Result<()> {
     }
 }
 
-/// `--write-artifact`: the referrer's layout, read back and checked as a push would; prints
-/// its manifest's digest.
+/// `--write-artifact`: prints the referrer's manifest digest.
 fn write_artifact(spec: &oci_push::artifact::Spec) -> Result<()> {
-    let digest = oci_push::artifact::write(spec)?;
-    let image = Layout::open(&spec.subject_layout)?;
-    referrer::open_all(std::slice::from_ref(&spec.out), &image)?;
-    print(&digest)
+    print(&oci_push::artifact::write(spec)?)
 }
 
 fn write_digest_file(path: &std::path::Path, line: &str) -> Result<()> {

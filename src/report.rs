@@ -716,8 +716,8 @@ fn referrers_summary(referrers: &[ReferrerRecord]) -> String {
 
 /// `sha256-0123456789ab...`: a fallback tag, short enough for a line.
 fn short_tag(tag: &str) -> String {
-    match tag.len() > 19 {
-        true => format!("{}...", &tag[..19]),
+    match tag.chars().count() > 19 {
+        true => format!("{}...", short(tag)),
         false => tag.to_string(),
     }
 }

@@ -23,11 +23,8 @@ use ureq::http::StatusCode;
 
 use crate::error::{Error, Kind, Result};
 use crate::layout::Blob;
-use crate::registry::{self, BodyFailed, BodySource, Connection, Fetcher};
+use crate::registry::{self, BodyFailed, BodySource, Connection, Fetcher, Refusal};
 use crate::units::human_size;
-
-/// A cache's error answer is read this far, for the message.
-const MAX_ERROR_BODY: u64 = 4 * 1024;
 
 /// How to reach the remote cache, from the command line. Its `Debug` shows no secret.
 #[derive(Clone, Default)]
@@ -102,11 +99,6 @@ impl RemoteCache {
             base: parsed.base,
             headers,
         })
-    }
-
-    /// The cache's URL, without credentials.
-    pub fn url(&self) -> &str {
-        &self.base
     }
 
     /// The source of a blob's bytes in the cache.
@@ -246,20 +238,12 @@ impl<'a> CacheBlob<'a> {
     /// Any other answer than the blob: credentials refused, the cache failing (worth a retry
     /// when it says so), or something else; with the start of what it said.
     fn refused(&self, response: &mut ureq::http::Response<ureq::Body>, url: &str) -> Error {
-        let status = response.status();
-        let retry_after = registry::retry_after(response);
-        let mut bytes = Vec::new();
-        let _ = response
-            .body_mut()
-            .as_reader()
-            .take(MAX_ERROR_BODY)
-            .read_to_end(&mut bytes);
-        let body = String::from_utf8_lossy(&bytes);
-        let body = body.trim();
+        let refusal = Refusal::read(response, &ureq::http::Method::GET);
+        let status = refusal.status;
         // A web server's error page says no more than its status.
-        let said = match body.is_empty() || body.starts_with('<') {
-            true => String::new(),
-            false => format!(": {}", body.chars().take(200).collect::<String>()),
+        let said = match refusal.detail().starts_with(": <") {
+            true => "",
+            false => refusal.detail(),
         };
         let hint = match status.as_u16() {
             401 | 403 => {
@@ -268,17 +252,13 @@ impl<'a> CacheBlob<'a> {
             }
             _ => "",
         };
-        let error = Error::new(
+        refusal.retried(Error::new(
             Kind::Cache,
             format!(
                 "fetching blob {} from the remote cache: GET {url} answered {status}{said}{hint}",
                 self.blob.digest
             ),
-        );
-        match registry::is_transient(status) {
-            true => error.transient(retry_after),
-            false => error,
-        }
+        ))
     }
 }
 

@@ -111,7 +111,8 @@ pub fn push(
     options: &Options,
     observer: &dyn Observer,
 ) -> Result<String> {
-    Steps::new(client, repository, options, observer).run(layout, referrers, tags)
+    let strategies = upload::Strategies::new(options.chunk_size);
+    Steps::new(client, repository, options, observer, &strategies).run(layout, referrers, tags)
 }
 
 /// One step of the content's schedule.
@@ -151,8 +152,8 @@ struct Steps<'a> {
     repository: &'a Repository,
     options: &'a Options,
     observer: &'a dyn Observer,
-    /// How blobs go up, as the registry's answers taught.
-    strategies: upload::Strategies,
+    /// How blobs go up, as the registry's answers taught (the referrers' steps share them).
+    strategies: &'a upload::Strategies,
     /// The manifests whose PUT the registry answered with `OCI-Subject`, with the subject it
     /// named: it lists them as referrers of that subject itself.
     indexed: Mutex<Vec<(String, String)>>,
@@ -164,13 +165,14 @@ impl<'a> Steps<'a> {
         repository: &'a Repository,
         options: &'a Options,
         observer: &'a dyn Observer,
+        strategies: &'a upload::Strategies,
     ) -> Steps<'a> {
         Steps {
             client,
             repository,
             options,
             observer,
-            strategies: upload::Strategies::new(options.chunk_size),
+            strategies,
             indexed: Mutex::new(Vec::new()),
         }
     }

@@ -149,7 +149,13 @@ impl Steps<'_> {
     /// One referrer's blobs and manifest; returns what happened, and whether the registry
     /// indexed it (in a dry run: whether it has the referrers API).
     fn push_referrer(&self, referrer: &Referrer) -> Result<(ReferrerOutcome, bool)> {
-        let steps = Steps::new(self.client, self.repository, self.options, &Unreported);
+        let steps = Steps::new(
+            self.client,
+            self.repository,
+            self.options,
+            &Unreported,
+            self.strategies,
+        );
         let digest = &referrer.manifest().digest;
         // A dry run asks whether it is there; a push puts its manifest again anyway (one
         // small request), as only the PUT's answer says whether the registry indexes it.

@@ -62,6 +62,14 @@ impl Refusal {
         is_transient(self.status)
     }
 
+    /// `error`, marked worth a retry (after the server's `Retry-After`) when this refusal is.
+    pub fn retried(&self, error: Error) -> Error {
+        match self.is_transient() {
+            true => error.transient(self.retry_after),
+            false => error,
+        }
+    }
+
     pub fn has_code(&self, code: &str) -> bool {
         self.codes.iter().any(|c| c == code)
     }
@@ -103,10 +111,7 @@ impl Refusal {
                 self.detail
             ),
         );
-        match is_transient(self.status) {
-            true => error.transient(self.retry_after),
-            false => error,
-        }
+        self.retried(error)
     }
 }
 

@@ -47,7 +47,7 @@ use crate::auth::Credential;
 use crate::error::{Error, Result};
 use crate::reference::Repository;
 
-pub use error::{is_transient, retry_after, Refusal};
+pub use error::Refusal;
 pub use resolve::Pin;
 pub use url::{is_loopback_host, redact, split_authority, with_query};
 pub use wire::{BodyFailed, BodySource, Payload, StreamBody};
@@ -107,7 +107,8 @@ pub const DEFAULT_RETRIES: u32 = 10;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// GETs from a server that is not the registry (Bazel's remote cache), on its own wire: the
-/// same TLS trust, proxies, `--resolve` and deadline as the registry's, and none of its
+/// system's trust store and the server's own `certs.d` directory (not `--ca-file`, which is
+/// the registry's), the same proxies, `--resolve` and deadline, and none of the registry's
 /// credentials. Its connection failures are `Kind::Cache` (the wire's `Peer::Cache`).
 pub struct Fetcher {
     wire: wire::Wire,
