@@ -34,7 +34,9 @@ fn push_with_stdin(layout: &tempfile::TempDir, repos: &[&str], extra: &[&str], s
     oci_push_with(&args(&layout, repos, extra), &[], Some(stdin)).ok();
 }
 
+/// Each destination's (repository, outcome), from a JSON result held to its schema.
 fn outcomes(json: &Value) -> Vec<(String, String)> {
+    schema::assert_follows_schema(json);
     json["destinations"]
         .as_array()
         .expect("destinations")
@@ -49,8 +51,10 @@ fn outcomes(json: &Value) -> Vec<(String, String)> {
 #[test]
 fn each_destination_gets_the_image_and_later_ones_on_a_registry_mount_from_the_first() {
     let registry = Registry::start();
+    // A recording front: what went over the wire, as the registry saw it.
+    let front = FaultProxy::start(&registry, vec![]);
     let (image, layout) = image(60);
-    let (a, b) = (registry.repo("dest/app"), registry.repo("dest/mirror"));
+    let (a, b) = (front.repo("dest/app"), front.repo("dest/mirror"));
     let work = tempfile::TempDir::new().expect("temp dir");
     let digest_file = work.path().join("digests");
     let run = push_to(
@@ -87,6 +91,19 @@ fn each_destination_gets_the_image_and_later_ones_on_a_registry_mount_from_the_f
         .collect();
     assert_eq!(blob_outcomes, vec!["mounted"; image.blobs().len()]);
     assert_eq!(second["bytes"]["sent"], 0, "{second}");
+    // On the wire: a mount from the first per blob, answered 201, and no upload to the mirror.
+    let mirror = front.matching("*", "/v2/dest/mirror/blobs/uploads/");
+    assert_eq!(mirror.len(), image.blobs().len(), "{}", front.describe());
+    for request in &mirror {
+        assert_eq!(request.method, "POST");
+        assert!(
+            request.target.contains("mount=sha256"),
+            "{}",
+            request.target
+        );
+        assert!(request.target.contains("from=dest"), "{}", request.target);
+        assert_eq!(request.answered, Some(201), "{}", request.target);
+    }
     assert_eq!(
         json["repository"],
         a.as_str(),
@@ -177,6 +194,8 @@ fn the_first_failure_ends_the_run_and_says_what_was_not_attempted() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     registry.assert_manifest("fail/first", "v1", &image.manifest);
     registry.assert_nothing_tagged("fail/third", &[&image.manifest.digest]);
+    // Not attempted: not even a blob went there.
+    assert!(!registry.catalog().contains(&"fail/third".to_string()));
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(
         lines[lines.len() - 2],
@@ -206,12 +225,26 @@ fn the_first_failure_ends_the_run_and_says_what_was_not_attempted() {
 #[test]
 fn a_destination_given_twice_is_pushed_once() {
     let registry = Registry::start();
+    let front = FaultProxy::start(&registry, vec![]);
     let (image, layout) = image(64);
-    let a = registry.repo("twice/app");
+    let a = front.repo("twice/app");
     let run = push_to(&layout, &[&a, &a], &[]).ok();
     assert_eq!(run.last_line(), format!("{a}@{}", image.manifest.digest));
     assert!(!run.stderr.contains("destinations:"), "{}", run.stderr);
     registry.assert_manifest("twice/app", "v1", &image.manifest);
+    // Once on the wire: the manifest by digest and the tag, each blob's upload once.
+    assert_eq!(
+        front.count("PUT", "/v2/twice/app/manifests/"),
+        2,
+        "{}",
+        front.describe()
+    );
+    assert_eq!(
+        front.count("POST", "/v2/twice/app/blobs/uploads/"),
+        image.blobs().len(),
+        "{}",
+        front.describe()
+    );
 }
 
 #[test]
@@ -241,6 +274,7 @@ fn a_dry_run_counts_the_blobs_a_later_destination_would_mount_and_writes_nothing
     for path in ["dry/app", "dry/mirror"] {
         registry.assert_nothing_tagged(path, &[&image.manifest.digest]);
     }
+    assert!(registry.catalog().is_empty(), "{:?}", registry.catalog());
 }
 
 #[test]
@@ -316,6 +350,7 @@ fn run_wide_credentials_and_tls_overrides_are_refused_across_registries() {
     }
     for registry in [&one, &two] {
         registry.assert_nothing_tagged("wide/app", &[&image.manifest.digest]);
+        assert!(registry.catalog().is_empty(), "{:?}", registry.catalog());
     }
 }
 
@@ -347,11 +382,11 @@ fn a_later_destination_s_scope_goes_first_for_a_token_service_that_reads_only_th
 }
 
 /// Each destination's JSON `seconds` is its own: the first's ends when it is done, not when
-/// the run is (here the second waits half a second for the registry's first answer).
+/// the run is (here the second waits 2 s for the registry's first answer).
 #[test]
 fn each_destination_s_seconds_are_its_own() {
     let (one, two) = (Registry::start(), Registry::start());
-    // The second registry's first request waits 600 ms before it is forwarded.
+    // The second registry's first request waits 2 s before it is forwarded.
     let stall = Fault::stall(Duration::from_millis(2000));
     let slow = FaultProxy::start(&two, vec![Rule::nth(1, "*", "/v2/", stall)]);
     let (_, layout) = image(69);
@@ -495,6 +530,7 @@ fn a_later_registry_s_failing_helper_ends_the_run_before_any_push() {
         run.stderr
     );
     one.assert_nothing_tagged("setup/app", &[&image.manifest.digest]);
+    assert!(one.catalog().is_empty(), "{:?}", one.catalog());
     let json = run.json();
     assert_eq!(
         json["destinations"][0]["reference"],

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::faults::*;
+use common::pushing::assert_served;
 use common::*;
 
 /// No single push here may take longer; the test fails (and the process is killed) past it.
@@ -29,20 +30,6 @@ fn args(layout: &tempfile::TempDir, repo: &str, extra: &[&str]) -> Vec<String> {
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     args
-}
-
-/// The image, its tags and every blob, read back from the registry itself.
-fn assert_pushed(registry: &Registry, path: &str, image: &Image, tags: &[&str]) {
-    registry.assert_manifest(path, &image.manifest.digest, &image.manifest);
-    for tag in tags {
-        registry.assert_manifest(path, tag, &image.manifest);
-    }
-    let mut expected: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-    expected.sort();
-    assert_eq!(registry.tags(path), expected, "tags of {path}");
-    for blob in image.blobs() {
-        registry.assert_blob(path, blob);
-    }
 }
 
 /// Success, with the image's digest as the last line.
@@ -350,7 +337,7 @@ fn push_through_the_proxy_without_faults() {
     let repo = proxy.repo("plain/app");
     let (run, _) = run_bounded(args(&layout, &repo, &["-t", "v1", "-t", "v2"]), LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "plain/app", &image, &["v1", "v2"]);
+    assert_served(&registry, "plain/app", &image, &["v1", "v2"]);
     assert_retries(&run, 0, DEFAULT_ATTEMPTS);
     assert_eq!(proxy.count("POST", "/blobs/uploads/"), 4);
     assert_eq!(proxy.count("PUT", "/blobs/uploads/"), 4);
@@ -383,7 +370,7 @@ fn a_500_then_success() {
     let repo = proxy.repo("app");
     let (run, _) = run_bounded(args(&layout, &repo, &["-t", "v1"]), LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "app", &image, &["v1"]);
+    assert_served(&registry, "app", &image, &["v1"]);
     let lines = assert_retries(&run, 1, DEFAULT_ATTEMPTS);
     assert!(
         lines[0].contains("500"),
@@ -421,7 +408,7 @@ fn transient_statuses_are_retried_until_success() {
         LIMIT,
     );
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "app", &image, &["v1", "v2"]);
+    assert_served(&registry, "app", &image, &["v1", "v2"]);
     let fired: Vec<usize> = (0..6).map(|rule| proxy.fired(rule)).collect();
     assert_eq!(fired, [1, 1, 1, 2, 1, 1], "{}", proxy.describe());
     assert_retries(&run, 7, DEFAULT_ATTEMPTS);
@@ -528,7 +515,7 @@ fn retry_after_in_seconds_is_honoured() {
     let repo = proxy.repo("app");
     let (run, _) = run_bounded(args(&layout, &repo, &["-t", "v1"]), LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "app", &image, &["v1"]);
+    assert_served(&registry, "app", &image, &["v1"]);
     let lines = assert_retries(&run, 1, DEFAULT_ATTEMPTS);
     assert!(
         lines[0].contains("429"),
@@ -569,7 +556,7 @@ fn retry_after_as_an_http_date_is_honoured() {
     let repo = proxy.repo("app");
     let (run, took) = run_bounded(args(&layout, &repo, &["-t", "v1"]), LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "app", &image, &["v1"]);
+    assert_served(&registry, "app", &image, &["v1"]);
     assert_retries(&run, 1, DEFAULT_ATTEMPTS);
     let puts = proxy.matching("PUT", "/manifests/");
     let waited = gap(&puts[0], &puts[1]);
@@ -755,7 +742,7 @@ fn connection_dropped_mid_blob_put_restarts_the_upload() {
     let repo = proxy.repo("app");
     let (run, _) = run_bounded(args(&layout, &repo, &["-t", "v1"]), LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "app", &image, &["v1"]);
+    assert_served(&registry, "app", &image, &["v1"]);
     assert_retries(&run, 1, DEFAULT_ATTEMPTS);
     let puts = proxy.matching("PUT", hex(&layer.digest));
     assert_eq!(puts.len(), 2, "{}", proxy.describe());
@@ -799,7 +786,7 @@ fn connection_dropped_mid_patch_resumes_where_the_registry_says() {
         LIMIT,
     );
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "app", &image, &["v1"]);
+    assert_served(&registry, "app", &image, &["v1"]);
     assert_eq!(proxy.fired(0), 1);
     assert_retries(&run, 1, DEFAULT_ATTEMPTS);
 
@@ -891,7 +878,7 @@ fn upload_session_lost_after_a_failed_patch_restarts_the_upload() {
         LIMIT,
     );
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "app", &image, &["v1"]);
+    assert_served(&registry, "app", &image, &["v1"]);
     assert_eq!(
         proxy.count("POST", "/blobs/uploads/"),
         3,
@@ -949,7 +936,7 @@ fn survives_a_fault_on_each_request(fault: Fault, name: &str, seed: u64) {
     };
     let clean = push("clean");
     assert_ok(&clean, &proxy, &proxy.repo("clean"), &image);
-    assert_pushed(&registry, "clean", &image, &["v1"]);
+    assert_served(&registry, "clean", &image, &["v1"]);
     let total = proxy.requests().len();
     assert!(total >= 8, "a push makes {total} requests");
     for n in 1..=total {
@@ -974,7 +961,7 @@ fn survives_a_fault_on_each_request(fault: Fault, name: &str, seed: u64) {
             run.last_line(),
             format!("{}@{}", proxy.repo(&path), image.manifest.digest)
         );
-        assert_pushed(&registry, &path, &image, &["v1"]);
+        assert_served(&registry, &path, &image, &["v1"]);
     }
 }
 
@@ -1046,7 +1033,7 @@ fn a_slow_answer_within_the_timeout_is_waited_for() {
         LIMIT,
     );
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "app", &image, &["v1"]);
+    assert_served(&registry, "app", &image, &["v1"]);
     assert_retries(&run, 0, DEFAULT_ATTEMPTS);
     assert!(took >= Duration::from_millis(1500));
     assert_eq!(
@@ -1068,7 +1055,7 @@ fn timeout_retries_and_chunk_size_flags() {
         let repo = proxy.repo(&path);
         let (run, _) = run_bounded(args(&layout, &repo, &["--timeout", timeout]), LIMIT);
         assert_ok(&run, &proxy, &repo, &image);
-        assert_pushed(&registry, &path, &image, &[]);
+        assert_served(&registry, &path, &image, &[]);
     }
     for (i, (chunk, bytes)) in [
         ("512KiB", 512 * 1024),
@@ -1091,7 +1078,7 @@ fn timeout_retries_and_chunk_size_flags() {
             LIMIT,
         );
         assert_ok(&run, &proxy, &repo, &image);
-        assert_pushed(&registry, &path, &image, &["v1"]);
+        assert_served(&registry, &path, &image, &["v1"]);
         let put = proxy.matching("PUT", hex(&image.layers[0].digest));
         let patches: Vec<ProxiedRequest> = proxy
             .requests()
@@ -1184,7 +1171,7 @@ fn killed_mid_upload_then_a_rerun_completes_and_skips_what_is_there() {
     proxy.forget();
     let (run, _) = run_bounded(&push_args, LIMIT);
     assert_ok(&run, &proxy, &repo, &image);
-    assert_pushed(&registry, "app", &image, &["latest", "v1"]);
+    assert_served(&registry, "app", &image, &["latest", "v1"]);
     assert_eq!(
         proxy.count("POST", "/blobs/uploads/"),
         1,
@@ -1245,14 +1232,14 @@ fn registry_stopped_mid_push_and_restarted() {
     match run.code {
         0 => {
             assert_ok(&run, &proxy, &repo, &image);
-            assert_pushed(&registry, "app", &image, &["v1"]);
+            assert_served(&registry, "app", &image, &["v1"]);
         }
         3 => {
             assert_eq!(run.error_count(), 1, "{}", run.stderr);
             registry.assert_nothing_tagged("app", &[&image.manifest.digest]);
             let (again, _) = run_bounded(&push_args, LIMIT);
             assert_ok(&again, &proxy, &repo, &image);
-            assert_pushed(&registry, "app", &image, &["v1"]);
+            assert_served(&registry, "app", &image, &["v1"]);
         }
         other => panic!(
             "exit {other}: survive (0) or fail as unreachable (3); stderr:\n{}\nrequests:\n{}",

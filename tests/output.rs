@@ -444,7 +444,7 @@ fn bars_for_two_destinations_and_a_referrer() {
     let layout = image_layout(&image);
     let sbom = tempfile::TempDir::new().unwrap();
     let sbom_layout = sbom.path().join("sbom");
-    oci_push([
+    let sbom_digest = oci_push([
         "--write-artifact",
         sbom_layout.to_str().unwrap(),
         "--layout",
@@ -452,7 +452,9 @@ fn bars_for_two_destinations_and_a_referrer() {
         "--artifact-type",
         "application/spdx+json",
     ])
-    .ok();
+    .ok()
+    .last_line()
+    .to_string();
     let (a, b) = (registry.repo("tty/a"), registry.repo("tty/b"));
     let text = on_a_terminal(&format!(
         "--layout {} -r {a} -r {b} -t tty --referrer {} --verbose",
@@ -475,7 +477,16 @@ fn bars_for_two_destinations_and_a_referrer() {
         text.contains(&format!("destinations: pushed {a}, {b}")),
         "{text}"
     );
+    let fallback = image.manifest.digest.replacen(':', "-", 1);
     for path in ["tty/a", "tty/b"] {
         registry.assert_manifest(path, "tty", &image.manifest);
+        // Each destination's fallback index lists the SBOM, as the refs line says.
+        let index = registry.get(&format!("/v2/{path}/manifests/{fallback}"), OCI_INDEX);
+        assert_eq!(index.status, 200, "{path}: {}", index.text());
+        assert!(
+            index.text().contains(&sbom_digest),
+            "{path}: {}",
+            index.text()
+        );
     }
 }

@@ -17,8 +17,6 @@ use common::*;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const SPDX: &str = "application/spdx+json";
 const INTOTO: &str = "application/vnd.in-toto+json";
 
@@ -36,8 +34,8 @@ fn oras() -> PathBuf {
     path
 }
 
-/// `oras discover --format json` of `reference`: (artifactType, digest) of each referrer.
-fn discover(reference: &str) -> Vec<(String, String)> {
+/// `oras discover --format json` of `reference`: its tree of referrers, as oras reads it.
+fn discover_json(reference: &str) -> Value {
     let out = Command::new(oras())
         .args(["discover", "--plain-http", "--format", "json", reference])
         .output()
@@ -47,7 +45,12 @@ fn discover(reference: &str) -> Vec<(String, String)> {
         "oras discover {reference}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let value: Value = serde_json::from_slice(&out.stdout).expect("oras JSON");
+    serde_json::from_slice(&out.stdout).expect("oras JSON")
+}
+
+/// [`discover_json`]'s first level: (artifactType, digest) of each referrer, sorted.
+fn discover(reference: &str) -> Vec<(String, String)> {
+    let value = discover_json(reference);
     let mut found: Vec<(String, String)> = value["referrers"]
         .as_array()
         .expect("referrers in oras's JSON")
@@ -97,19 +100,22 @@ fn layout_of(artifact: &(TempDir, String)) -> String {
 
 /// `--layout L -r REPO -t v1 --referrer R...`, run in the sandbox.
 fn push(layout: &TempDir, repo: &str, referrers: &[&(TempDir, String)], extra: &[&str]) -> Run {
-    let mut args = vec![
-        "--layout".to_string(),
-        layout_arg(layout),
-        "-r".to_string(),
-        repo.to_string(),
-        "-t".to_string(),
-        "v1".to_string(),
-    ];
-    for referrer in referrers {
-        args.extend(["--referrer".to_string(), layout_of(referrer)]);
+    let dirs: Vec<String> = referrers.iter().map(|r| layout_of(r)).collect();
+    let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    push_dirs(layout, repo, &["v1"], &dirs, extra)
+}
+
+/// `--layout L -r REPO [-t TAG]... [--referrer DIR]... EXTRA...`, run in the sandbox.
+fn push_dirs(layout: &TempDir, repo: &str, tags: &[&str], dirs: &[&str], extra: &[&str]) -> Run {
+    let layout = layout_arg(layout);
+    let mut args = vec!["--layout", layout.as_str(), "-r", repo];
+    for tag in tags {
+        args.extend(["-t", *tag]);
     }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for dir in dirs {
+        args.extend(["--referrer", *dir]);
+    }
+    args.extend_from_slice(extra);
     oci_push_with(&args, &[], None)
 }
 
@@ -368,6 +374,8 @@ fn a_dry_run_asks_for_the_referrers_api() {
         "{}",
         run.stderr
     );
+    let asked = format!("/v2/app/referrers/{}", img.manifest.digest);
+    assert_eq!(proxy.count("GET", &asked), 1, "{}", proxy.describe());
     assert_eq!(proxy.count("*", &fallback_tag(&img.manifest.digest)), 0);
     assert!(registry.catalog().is_empty());
 }
@@ -405,17 +413,7 @@ fn a_referrer_of_a_referrer_goes_up_after_it() {
         [signature.1.as_str()]
     );
     // oras shows the tree: the image, its SBOM, the SBOM's signature.
-    let out = Command::new(oras())
-        .args([
-            "discover",
-            "--plain-http",
-            "--format",
-            "json",
-            &format!("{}:v1", registry.repo("app")),
-        ])
-        .output()
-        .unwrap();
-    let tree: Value = serde_json::from_slice(&out.stdout).expect("oras JSON");
+    let tree = discover_json(&format!("{}:v1", registry.repo("app")));
     assert_eq!(tree["referrers"][0]["digest"], sbom.1.as_str());
     assert_eq!(
         tree["referrers"][0]["referrers"][0]["digest"],
@@ -498,17 +496,12 @@ fn referrers_that_do_not_fit_the_image_are_refused_before_any_request() {
     assert_eq!(proxy.requests().len(), 0, "{}", proxy.describe());
 
     // The image itself, not an artifact, as a referrer: no subject.
-    let run = oci_push_with(
-        &[
-            "--layout",
-            &layout_arg(&layout),
-            "-r",
-            &proxy.repo("app"),
-            "--referrer",
-            &layout_arg(&layout),
-        ],
+    let run = push_dirs(
+        &layout,
+        &proxy.repo("app"),
         &[],
-        None,
+        &[&layout_arg(&layout)],
+        &[],
     );
     assert_eq!(run.code, 4);
     assert!(run.error().contains("has no subject"), "{}", run.stderr);
@@ -527,18 +520,7 @@ fn referrers_that_do_not_fit_the_image_are_refused_before_any_request() {
         .unwrap(),
     );
     let dir = write_layout(&[&wrong], &[&img.config]);
-    let run = oci_push_with(
-        &[
-            "--layout",
-            &layout_arg(&layout),
-            "-r",
-            &proxy.repo("app"),
-            "--referrer",
-            &layout_arg(&dir),
-        ],
-        &[],
-        None,
-    );
+    let run = push_dirs(&layout, &proxy.repo("app"), &[], &[&layout_arg(&dir)], &[]);
     assert_eq!(run.code, 4);
     assert!(
         run.error().contains(&format!(
@@ -576,18 +558,8 @@ fn referrers_that_do_not_fit_the_image_are_refused_before_any_request() {
             .to_string()
             .as_bytes(),
     );
-    let run = oci_push_with(
-        &[
-            "--layout",
-            &layout_arg(&layout),
-            "-r",
-            &proxy.repo("app"),
-            "--referrer",
-            thin.path().to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
+    let thin_dir = thin.path().to_str().unwrap();
+    let run = push_dirs(&layout, &proxy.repo("app"), &[], &[thin_dir], &[]);
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(
         run.error().contains("it is a thin layout"),
@@ -797,6 +769,67 @@ fn a_412_to_a_condition_that_holds_makes_the_next_put_unconditional() {
     );
 }
 
+/// The front the concurrent-writer tests rely on, checked with curl: it refuses a PUT whose
+/// condition fails with 412 and leaves the registry as it was, and forwards one that holds.
+#[test]
+fn infra_conditional_front_honours_if_match_and_if_none_match() {
+    let registry = Registry::start();
+    let tag_path = "/v2/cond/manifests/index";
+    let first = index_of(&[]);
+    curl_put(
+        &format!("{}{tag_path}", registry.base_url()),
+        OCI_INDEX,
+        &first,
+    );
+    let current = registry
+        .head(tag_path)
+        .header("docker-content-digest")
+        .unwrap();
+    let proxy = FaultProxy::start(
+        &registry,
+        vec![Rule::every(
+            "PUT",
+            "/manifests/",
+            Fault::Conditional {
+                wait: Duration::ZERO,
+            },
+        )],
+    );
+    let dir = TempDir::new().unwrap();
+    let other = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [],
+        "annotations": {"k": "v"},
+    }))
+    .unwrap();
+    let body = write_file(dir.path(), "body", &other);
+    let put = |path: &str, condition: &str| {
+        curl_with(
+            "PUT",
+            &format!("{}{path}", proxy.url()),
+            "*/*",
+            &[
+                "-H".to_string(),
+                format!("Content-Type: {OCI_INDEX}"),
+                "-H".to_string(),
+                condition.to_string(),
+                "--data-binary".to_string(),
+                format!("@{}", body.display()),
+            ],
+        )
+        .status
+    };
+    assert_eq!(put(tag_path, "If-None-Match: *"), 412);
+    assert_eq!(put(tag_path, "If-Match: \"sha256:0000\""), 412);
+    let unchanged = registry.head(tag_path).header("docker-content-digest");
+    assert_eq!(unchanged.as_deref(), Some(current.as_str()));
+    assert_eq!(put(tag_path, &format!("If-Match: \"{current}\"")), 201);
+    let moved = registry.head(tag_path).header("docker-content-digest");
+    assert_eq!(moved, Some(sha256(&other)));
+    assert_eq!(put("/v2/cond/manifests/new", "If-None-Match: *"), 201);
+}
+
 #[test]
 fn another_writer_replacing_our_index_after_our_put_is_merged_back() {
     let registry = Registry::start();
@@ -887,21 +920,12 @@ fn a_fallback_tag_holding_in(
 ) {
     let sbom = artifact(layout.path(), SPDX, "{}", &[]);
     let proxy = FaultProxy::start(registry, vec![]);
-    let run = oci_push_with(
-        &[
-            "--layout",
-            &layout_arg(layout),
-            "-r",
-            &proxy.repo("app"),
-            "-t",
-            "release",
-            "--referrer",
-            &layout_of(&sbom),
-            "--format",
-            "json",
-        ],
-        &[],
-        None,
+    let run = push_dirs(
+        layout,
+        &proxy.repo("app"),
+        &["release"],
+        &[&layout_of(&sbom)],
+        &["--format", "json"],
     );
     assert_eq!(run.code, 5, "{}", run.stderr);
     let error = run.error();
@@ -920,7 +944,10 @@ fn a_fallback_tag_holding_in(
     let json = run.json();
     schema::assert_follows_schema(&json);
     assert_eq!(json["tags"][0]["outcome"], "notAttempted");
-    // The referrer went up, and is reported as not listed.
+    // The referrer went up (read back), and is reported as not listed.
+    let pushed = registry.get(&format!("/v2/app/manifests/{}", sbom.1), OCI_MANIFEST);
+    assert_eq!(pushed.status, 200, "{}", pushed.text());
+    assert_eq!(sha256(&pushed.body), sbom.1);
     assert_eq!(json["referrers"][0]["digest"], sbom.1.as_str());
     assert_eq!(json["referrers"][0]["index"], "notListed");
 }
@@ -1036,65 +1063,39 @@ fn write_artifact_is_reproducible_and_refuses_bad_input() {
     let into = out.path().join("a");
     let into = into.to_str().unwrap();
     let layout = layout_arg(&layout);
+    // `--write-artifact INTO --layout L --artifact-type SPDX`, and more.
+    let base = [
+        "--write-artifact",
+        into,
+        "--layout",
+        &layout,
+        "--artifact-type",
+        SPDX,
+    ];
+    let with = |more: &[&'static str]| [&base[..], more].concat();
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
-            vec!["--write-artifact", into, "--layout", &layout],
+            base[..4].to_vec(),
             1,
             "--write-artifact needs --artifact-type TYPE",
         ),
         (
-            vec![
-                "--write-artifact",
-                into,
-                "--layout",
-                &layout,
-                "--artifact-type",
-                "json",
-            ],
+            [&base[..5], &["json"]].concat(),
             1,
             "--artifact-type json: not a media type",
         ),
         (
-            vec![
-                "--write-artifact",
-                into,
-                "--layout",
-                &layout,
-                "--artifact-type",
-                SPDX,
-                "--artifact-file",
-                "/nonexistent/sbom.json:application/json",
-            ],
+            with(&["--artifact-file", "/nonexistent/sbom.json:application/json"]),
             4,
             "--artifact-file /nonexistent/sbom.json: cannot read it",
         ),
         (
-            vec![
-                "--write-artifact",
-                into,
-                "--layout",
-                &layout,
-                "--artifact-type",
-                SPDX,
-                "--annotation",
-                "k=1",
-                "--annotation",
-                "k=2",
-            ],
+            with(&["--annotation", "k=1", "--annotation", "k=2"]),
             1,
             "--annotation k: given twice",
         ),
         (
-            vec![
-                "--write-artifact",
-                into,
-                "--layout",
-                &layout,
-                "--artifact-type",
-                SPDX,
-                "--subject-platform",
-                "linux/amd64",
-            ],
+            with(&["--subject-platform", "linux/amd64"]),
             4,
             "is a single image, not an index",
         ),
@@ -1104,16 +1105,7 @@ fn write_artifact_is_reproducible_and_refuses_bad_input() {
             "--artifact-type goes with --write-artifact DIR",
         ),
         (
-            vec![
-                "--write-artifact",
-                into,
-                "--layout",
-                &layout,
-                "--artifact-type",
-                SPDX,
-                "-r",
-                "h.io/x",
-            ],
+            with(&["-r", "h.io/x"]),
             1,
             "--repository does not go with --write-artifact DIR",
         ),
@@ -1122,21 +1114,21 @@ fn write_artifact_is_reproducible_and_refuses_bad_input() {
         let run = oci_push(&args);
         assert_eq!(run.code, code, "{args:?}: {}", run.stderr);
         assert!(run.error().contains(message), "{args:?}: {}", run.stderr);
-        // Nothing half written: the same command, fixed, writes the layout.
-        assert!(!Path::new(into).exists(), "{args:?} left {into}");
+        // Nothing half written, where the command names the layout to write.
+        if args.contains(&into) {
+            assert!(!Path::new(into).exists(), "{args:?} left {into}");
+        }
     }
+    // And there, once fixed, the same command writes it.
+    let fixed = oci_push(base);
+    assert_eq!(fixed.code, 0, "{}", fixed.stderr);
+    assert!(Path::new(into).join("index.json").is_file());
+    std::fs::remove_dir_all(into).unwrap();
     // Annotations past 1 MiB in all (an argument holds at most 128 KiB).
     let big: Vec<String> = (0..10)
         .map(|i| format!("k{i}={}", "v".repeat(120 * 1024)))
         .collect();
-    let mut args = vec![
-        "--write-artifact",
-        into,
-        "--layout",
-        &layout,
-        "--artifact-type",
-        SPDX,
-    ];
+    let mut args = base.to_vec();
     for annotation in &big {
         args.extend(["--annotation", annotation.as_str()]);
     }

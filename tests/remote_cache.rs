@@ -10,8 +10,10 @@ use std::path::Path;
 use common::cache::{Access, Cache, CacheOptions};
 use common::faults::{retry_lines, Fault, FaultProxy, Rule};
 use common::pushing::{
-    alice_secrets, assert_pushed, assert_refused, basic_registry, ALICE_PASSWORD, ALICE_USER,
+    alice_secrets, assert_pushed, assert_refused, assert_served, basic_registry, ALICE_PASSWORD,
+    ALICE_USER,
 };
+use common::sandbox::helper_uris;
 use common::*;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -137,8 +139,9 @@ fn push(layout: &TempDir, repo: &str, cache: &str, extra: &[&str]) -> Run {
     )
 }
 
-/// Each blob's `(digest, kind, from, outcome)` in a push's JSON, sorted.
+/// Each blob's `(digest, kind, from, outcome)` in a push's JSON (held to its schema), sorted.
 fn blob_reports(json: &Value) -> Vec<(String, String, String, String)> {
+    schema::assert_follows_schema(json);
     let text = |v: &Value| v.as_str().unwrap_or_else(|| panic!("{v}")).to_string();
     let mut reports: Vec<_> = json["blobs"]
         .as_array()
@@ -188,17 +191,6 @@ fn fetches(cache: &Cache, blobs: &[Blob]) -> Vec<usize> {
     blobs.iter().map(|b| cache.fetches(hex(b))).collect()
 }
 
-/// Asserts the registry serves the image by digest and under `v1` (its only tag), every blob
-/// hashing right: for pushes whose stdout is JSON.
-fn assert_image(registry: &Registry, path: &str, image: &Image) {
-    registry.assert_manifest(path, &image.manifest.digest, &image.manifest);
-    registry.assert_manifest(path, "v1", &image.manifest);
-    assert_eq!(registry.tags(path), ["v1"]);
-    for blob in image.blobs() {
-        registry.assert_blob(path, blob);
-    }
-}
-
 /// The image of `base` with its layer `at` replaced by new bytes, and its full layout.
 fn with_new_layer(base: &Image, at: usize, seed: u64) -> (Image, TempDir) {
     let mut layers: Vec<Vec<u8>> = base.layers.iter().map(|l| l.bytes.clone()).collect();
@@ -246,7 +238,7 @@ fn a_cold_push_fetches_each_layer_once_and_no_config_or_manifest() {
     expected.sort_by(|a, b| a.path.cmp(&b.path));
     assert_eq!(seen, expected);
 
-    assert_image(&registry, "cold/app", &image);
+    assert_served(&registry, "cold/app", &image, &["v1"]);
     let json = run.json();
     assert_eq!(json["digest"], image.manifest.digest.as_str());
     assert_eq!(json["error"], Value::Null);
@@ -339,7 +331,7 @@ fn layers_mounted_from_another_repository_are_not_fetched() {
     );
     assert_eq!(json["bytes"]["fetched"], 0);
     assert_eq!(json["bytes"]["sent"], 0);
-    assert_image(&registry, "two/app", &image);
+    assert_served(&registry, "two/app", &image, &["v1"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,7 +406,7 @@ fn a_local_full_layout_is_read_from_disk_and_nothing_is_fetched() {
         expected_reports(&image, &["file"; 3], "uploaded")
     );
     assert_eq!(json["bytes"]["fetched"], 0);
-    assert_image(&registry, "local/app", &image);
+    assert_served(&registry, "local/app", &image, &["v1"]);
 
     // With every left-out blob on disk, no cache is needed at all.
     let repo = registry.repo("local/nocache");
@@ -448,7 +440,7 @@ fn a_local_blob_of_the_wrong_size_or_missing_is_fetched_and_only_it() {
         expected_reports(&image, &["file", "remoteCache", "remoteCache"], "uploaded")
     );
     assert_eq!(json["bytes"]["fetched"], 2 * LAYER as u64);
-    assert_image(&registry, "partial/app", &image);
+    assert_served(&registry, "partial/app", &image, &["v1"]);
 }
 
 #[test]
@@ -582,11 +574,8 @@ fn cache_secrets() -> Vec<String> {
 }
 
 /// `http://USER:PASSWORD@127.0.0.1:PORT`.
-fn url_with_credentials(cache: &Cache) -> String {
-    format!(
-        "http://{CACHE_USER}:{CACHE_PASSWORD_IN_URL}@127.0.0.1:{}",
-        cache.port
-    )
+fn url_with_credentials(port: u16) -> String {
+    format!("http://{CACHE_USER}:{CACHE_PASSWORD_IN_URL}@127.0.0.1:{port}")
 }
 
 /// Asserts every request reached the cache with its credentials, and answered.
@@ -625,7 +614,12 @@ fn credentials_in_the_url_serve_and_are_never_shown() {
     let cache = basic_cache();
     let (image, _full, thin) = in_cache(&cache, 11);
     let repo = registry.repo("url/app");
-    let run = push(&thin, &repo, &url_with_credentials(&cache), &["--verbose"]);
+    let run = push(
+        &thin,
+        &repo,
+        &url_with_credentials(cache.port),
+        &["--verbose"],
+    );
     assert_pushed(&run, &registry, &repo, "url/app", &image);
     assert_authorized(&cache, 3);
     run.assert_no_secrets(&cache_secrets());
@@ -705,34 +699,8 @@ fn cache_helper(
     cache: &Cache,
     authorization: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    let log = sandbox.path("cache-helper.log");
-    let answer = json!({"headers": {"Authorization": [authorization]}});
-    let body = format!(
-        "#!/bin/sh\n\
-         input=$(cat)\n\
-         printf '%s\\t%s\\n' \"$*\" \"$input\" >> {log}\n\
-         case \"$input\" in\n\
-         \x20 *'\"uri\":\"{url}'*) printf '%s\\n' {answer} ;;\n\
-         \x20 *) echo '{{}}' ;;\n\
-         esac\n",
-        log = sandbox::shell_quote(utf8(&log)),
-        url = cache.url(),
-        answer = sandbox::shell_quote(&answer.to_string()),
-    );
-    (sandbox.script("cache-helper", &body), log)
-}
-
-/// The `{"uri": ...}` requests a helper's log shows, in order.
-fn helper_uris(log: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .map(|line| {
-            let (args, input) = line.split_once('\t').expect("ARGS<TAB>STDIN");
-            assert_eq!(args, "get", "{line}");
-            let input: Value = serde_json::from_str(input).expect("the helper's input");
-            input["uri"].as_str().expect("a uri").to_string()
-        })
-        .collect()
+    let headers = json!({"Authorization": [authorization]});
+    sandbox.bazel_credential_helper_for("cache-helper", &headers, Some(&cache.url()))
 }
 
 #[test]
@@ -776,7 +744,7 @@ fn the_url_s_credentials_win_over_an_authorization_header() {
     let run = push(
         &thin,
         &repo,
-        &url_with_credentials(&cache),
+        &url_with_credentials(cache.port),
         &["--remote-cache-header", &wrong],
     );
     assert_pushed(&run, &registry, &repo, "first/url", &image);
@@ -830,27 +798,25 @@ fn the_cache_s_credentials_do_not_follow_a_redirect_to_another_origin() {
     let redirect =
         Fault::status(307).with_header("Location", &format!("{}{path}", elsewhere.url()));
     let front = FaultProxy::start_to(cache.port, vec![Rule::every("GET", &path, redirect)]);
-    let url = format!(
-        "http://{CACHE_USER}:{CACHE_PASSWORD_IN_URL}@127.0.0.1:{}",
-        front.port()
-    );
+    let url = url_with_credentials(front.port());
     let api_key = "x-api-key=key-s3cret";
     let repo = registry.repo("moved/app");
     let run = push(&thin, &repo, &url, &["--remote-cache-header", api_key]);
     let mut secrets = cache_secrets();
     secrets.push("key-s3cret".to_string());
     run.assert_no_secrets(&secrets);
-    for request in elsewhere.requests() {
-        for (name, value) in &request.headers {
-            for secret in &secrets {
-                assert!(
-                    !value.contains(secret.as_str()),
-                    "the cache's credentials followed the redirect, in {name}"
-                );
-            }
-        }
-    }
-    // Not followed at all (as Bazel's HTTP cache client): the push fails before any tag,
+    // The credentials went to the cache's origin...
+    let asked = front.matching("GET", &path);
+    let sent = |name: &str| {
+        asked
+            .first()
+            .and_then(|r| r.header(name))
+            .map(str::to_string)
+    };
+    let basic = basic_auth(CACHE_USER, CACHE_PASSWORD);
+    assert_eq!(sent("authorization").as_deref(), Some(basic.as_str()));
+    assert_eq!(sent("x-api-key").as_deref(), Some("key-s3cret"));
+    // ...and the redirect was not followed at all (as Bazel's HTTP cache client): the push fails before any tag,
     // having asked the front once (a 3xx is no reason to retry) and the other origin never.
     assert_refused(
         &run,
@@ -920,7 +886,7 @@ fn assert_credentials_stay_apart(seed: u64, cache_url: impl Fn(&Cache) -> String
 
 #[test]
 fn the_cache_s_url_credentials_and_the_registry_s_stay_apart() {
-    assert_credentials_stay_apart(15, url_with_credentials, false);
+    assert_credentials_stay_apart(15, |cache| url_with_credentials(cache.port), false);
 }
 
 #[test]
@@ -933,10 +899,7 @@ fn a_cache_holding_other_bytes_under_a_digest_fails_the_push() {
     let registry = Registry::start();
     let cache = Cache::start();
     let (image, _full, thin) = in_cache(&cache, 30);
-    let stored = |bytes: &[u8]| {
-        let file = cache.storage().join("cas").join(hex(&image.layers[0]));
-        std::fs::write(file, bytes).expect("overwrite a cached blob");
-    };
+    let stored = |bytes: &[u8]| cache.put_as(hex(&image.layers[0]), bytes);
 
     // Of another size: the cache's Content-Length says so before a byte goes up.
     stored(&pseudo_random(30_000, LAYER + 7));

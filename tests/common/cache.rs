@@ -152,6 +152,12 @@ impl Cache {
         self.storage().join("cas").join(hex)
     }
 
+    /// Stores `bytes` under the blob `hex`, whatever they hash to (a corrupt entry), straight
+    /// into the storage.
+    pub fn put_as(&self, hex: &str, bytes: &[u8]) {
+        std::fs::write(self.cas_path(hex), bytes).expect("write a cached blob");
+    }
+
     /// Stores `bytes` as a cached blob, straight into the storage (no request logged);
     /// returns its sha256 hex.
     pub fn put(&self, bytes: &[u8]) -> String {
@@ -159,7 +165,7 @@ impl Cache {
             .strip_prefix("sha256:")
             .expect("sha256: prefix")
             .to_string();
-        std::fs::write(self.cas_path(&hex), bytes).expect("write a cached blob");
+        self.put_as(&hex, bytes);
         hex
     }
 

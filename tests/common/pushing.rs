@@ -44,9 +44,19 @@ pub fn assert_pushed(run: &Run, registry: &Registry, repo: &str, path: &str, ima
         run.stdout, run.stderr
     );
     assert_eq!(run.last_line(), format!("{repo}@{}", image.manifest.digest));
+    assert_served(registry, path, image, &["v1"]);
+}
+
+/// The image by digest, exactly `tags` (each naming it) and every blob, read back from the
+/// registry itself.
+pub fn assert_served(registry: &Registry, path: &str, image: &Image, tags: &[&str]) {
     registry.assert_manifest(path, &image.manifest.digest, &image.manifest);
-    registry.assert_manifest(path, "v1", &image.manifest);
-    assert_eq!(registry.tags(path), ["v1"]);
+    for tag in tags {
+        registry.assert_manifest(path, tag, &image.manifest);
+    }
+    let mut expected: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    expected.sort();
+    assert_eq!(registry.tags(path), expected, "tags of {path}");
     for blob in image.blobs() {
         registry.assert_blob(path, blob);
     }

@@ -128,16 +128,36 @@ impl Sandbox {
         name: &str,
         headers: &serde_json::Value,
     ) -> (PathBuf, PathBuf) {
+        self.bazel_credential_helper_for(name, headers, None)
+    }
+
+    /// [`Sandbox::bazel_credential_helper`] that answers only for URIs starting with
+    /// `only_uri` when given (an empty `{}` for any other, as a helper without credentials
+    /// for it does).
+    pub fn bazel_credential_helper_for(
+        &self,
+        name: &str,
+        headers: &serde_json::Value,
+        only_uri: Option<&str>,
+    ) -> (PathBuf, PathBuf) {
         let log = self.path(&format!("{name}.log"));
-        let answer = serde_json::json!({ "headers": headers }).to_string();
+        let answer = shell_quote(&serde_json::json!({ "headers": headers }).to_string());
+        let respond = match only_uri {
+            None => format!("printf '%s\\n' {answer}\n"),
+            Some(uri) => format!(
+                "case \"$input\" in\n\
+                 \x20 *'\"uri\":\"{uri}'*) printf '%s\\n' {answer} ;;\n\
+                 \x20 *) echo '{{}}' ;;\n\
+                 esac\n"
+            ),
+        };
         let body = format!(
             "#!/bin/sh\n\
              input=$(cat)\n\
              printf '%s\\t%s\\n' \"$*\" \"$input\" >> {log}\n\
              if [ \"$1\" != get ]; then echo \"unsupported command: $1\" >&2; exit 1; fi\n\
-             printf '%s\\n' {answer}\n",
+             {respond}",
             log = shell_quote(&log.display().to_string()),
-            answer = shell_quote(&answer),
         );
         (self.script(name, &body), log)
     }
@@ -223,6 +243,19 @@ fn make_executable(path: &Path) {
 }
 
 /// `'text'` for sh (the tests' values never hold a single quote).
+/// The `{"uri": ...}` questions a Bazel credential helper's log shows, in order.
+pub fn helper_uris(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let (args, input) = line.split_once('\t').expect("ARGS<TAB>STDIN");
+            assert_eq!(args, "get", "{line}");
+            let input: serde_json::Value = serde_json::from_str(input).expect("the helper's input");
+            input["uri"].as_str().expect("a uri").to_string()
+        })
+        .collect()
+}
+
 pub fn shell_quote(text: &str) -> String {
     assert!(!text.contains('\''), "cannot quote {text:?}");
     format!("'{text}'")
