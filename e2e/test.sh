@@ -46,7 +46,8 @@ trap cleanup EXIT
 
 # --- registry ---------------------------------------------------------------
 
-start_registry "$tmp" || exit 1
+# With its access log: what reached the registry, read back from the registry itself.
+start_registry "$tmp" --access-log || exit 1
 echo "registry: http://$REGISTRY (storage $tmp/storage)"
 
 # --- build --------------------------------------------------------------------
@@ -158,8 +159,12 @@ check "push_mirrors prints both references on its last line" \
 for repo in e2e/primary e2e/mirror; do
   check "repositories: registry has $repo:mirrored" has_manifest "$repo" mirrored "$image_digest" "$OCI_MANIFEST"
 done
-check "repositories: the mirror mounted all 3 blobs from the primary" \
+check "repositories: the summary says the mirror mounted all 3 blobs from the primary" \
   grep -Eq "^ +blobs: +sent 0 B \(0\), mounted [^(]+ \(3\), already there 0 B \(0\)$" "$tmp/mirrors.out.err"
+check "repositories: the registry's log has the mirror's 3 mounts from the primary (201), and no other upload" \
+  equals "mirror uploads" "$(registry_requests "$tmp" "*" /v2/e2e/mirror/blobs/uploads/ |
+    sed -E 's/mount=sha256(:|%3A)[0-9a-f]{64}/mount=DIGEST/')" \
+  "$(printf '201 /v2/e2e/mirror/blobs/uploads/?mount=DIGEST&from=e2e%%2Fprimary\n%.0s' 1 2 3)"
 check "repositories: one line says both were pushed" \
   grep -qx "destinations: pushed $REGISTRY/e2e/primary, $REGISTRY/e2e/mirror" "$tmp/mirrors.out.err"
 check "bazel run //:push_mirrors -- -r e2e/only-a -r e2e/only-b (the flags replace the list)" \
@@ -173,11 +178,14 @@ check "bazel run //:push_repository_lines (a repository_file of two lines)" \
 for repo in e2e/file-one e2e/file-two; do
   check "repository_file lines: registry has $repo:lines" has_manifest "$repo" lines "$image_digest" "$OCI_MANIFEST"
 done
+file_requests="$(registry_requests "$tmp" "*" /v2/e2e/file- | wc -l)"
 check "bazel run //:push_repository_lines -- -r e2e/instead (the flag replaces the file)" \
   bazel_run "$tmp/lines-override.out" //:push_repository_lines -- -r "$REGISTRY/e2e/instead"
 check "override: registry has e2e/instead:lines" has_manifest e2e/instead lines "$image_digest" "$OCI_MANIFEST"
-check "override: the file's destinations were not pushed again" \
+check "override: the last line names e2e/instead only" \
   equals "last line" "$(last_line "$tmp/lines-override.out")" "$REGISTRY/e2e/instead@$image_digest"
+check "override: the registry's log has no request to the file's destinations since" \
+  equals "requests" "$(registry_requests "$tmp" "*" /v2/e2e/file- | wc -l)" "$file_requests"
 
 # --- referrers ------------------------------------------------------------------
 
@@ -264,6 +272,18 @@ check "bazel run //:push_with_referrers -- --dry-run --format json" \
 check "dry run: both referrers exist, and the fallback index would stay as it is" \
   equals "referrers" "$(referrer_report "$tmp/referrers-dry.json")" \
   "$(sed "s/\$/ $image_digest exists tag False/" <<<"$want_referrers")"
+referrer_puts="$(registry_requests "$tmp" PUT /v2/e2e/referrers/ | wc -l)"
+check "bazel run //:push_with_referrers -- --referrer bazel-bin/signature --dry-run" \
+  bazel_run "$tmp/referrers-dry-signature.json" //:push_with_referrers -- \
+  --referrer bazel-bin/signature --dry-run --format json
+check "dry run: the signature would be pushed and added to the fallback index" \
+  equals "signature" "$(referrer_report "$tmp/referrers-dry-signature.json" "digest outcome indexChanged" |
+    grep "^$signature_digest ")" "$signature_digest wouldPush True"
+check "dry run: the registry's log has no PUT since, and the signature is not there" \
+  equals "PUTs" "$(registry_requests "$tmp" PUT /v2/e2e/referrers/ | wc -l)" "$referrer_puts"
+check "dry run: the fallback index still lists the two" \
+  equals "fallback index" "$(fallback_index e2e/referrers "$image_digest" 2>&1)" "$want_referrers"
+check "dry run: no manifest e2e/referrers@<signature>" lacks_manifest e2e/referrers "$signature_digest"
 check "bazel run //:push_with_referrers -- --referrer bazel-bin/signature (adds to the rule's)" \
   bazel_run "$tmp/referrers-added.json" //:push_with_referrers -- --referrer bazel-bin/signature --format json
 check "--referrer: the JSON has the three, only the signature added to the fallback index" \
@@ -297,9 +317,16 @@ check "bazel run //:push_signed_sbom -- --format json (a signature of the SBOM, 
 check "push_signed_sbom: the SBOM's subject is the image, the signature's the SBOM" \
   equals "referrers" "$(referrer_report "$tmp/signed.json" "digest subject")" \
   "$(printf '%s\n' "$sbom_digest $image_digest" "$sbom_signature_digest $sbom_digest" | sort)"
-check "push_signed_sbom: the SBOM went up before its signature" \
+check "push_signed_sbom: the JSON lists the SBOM before its signature" \
   equals "order" "$(json "$tmp/signed.json" '[r["digest"] for r in d["referrers"]]')" \
   "$(printf '%s\n' "$sbom_digest" "$sbom_signature_digest")"
+check "push_signed_sbom: the registry's log has the SBOM's PUT before its signature's" \
+  equals "order" "$(registry_requests "$tmp" PUT /v2/e2e/signed-sbom/manifests/sha256: |
+    grep -E " /v2/e2e/signed-sbom/manifests/($sbom_digest|$sbom_signature_digest)\$" | cut -d' ' -f2 | sed 's|.*/||')" \
+  "$(printf '%s\n' "$sbom_digest" "$sbom_signature_digest")"
+check "oras discover e2e/signed-sbom@<image> lists the SBOM" \
+  equals "oras discover" "$(discovered "e2e/signed-sbom@$image_digest" 2>&1)" \
+  "$sbom_digest application/spdx+json"
 check "oras discover e2e/signed-sbom@<sbom> lists the signature" \
   equals "oras discover" "$(discovered "e2e/signed-sbom@$sbom_digest" 2>&1)" \
   "$sbom_signature_digest application/vnd.example.signature"
@@ -377,7 +404,14 @@ bazel_run "$tmp/wrong-referrer.out" //:push_image -- --referrer bazel-bin/other_
 check "bazel run //:push_image -- --referrer <SBOM of another image>: exit code 4" equals "exit code" "$?" 4
 check "... saying the subject is not a manifest of the image" \
   grep -q "is not a manifest of the image $image_digest" "$tmp/wrong-referrer.out.err"
-check "... before any request: nothing in e2e/wrong-referrer" lacks_manifest e2e/wrong-referrer "$image_digest"
+check "... before any request: the registry's log has none to e2e/wrong-referrer" \
+  equals "requests" "$(registry_requests "$tmp" "*" /v2/e2e/wrong-referrer/)" ""
+check "... and nothing in e2e/wrong-referrer" lacks_manifest e2e/wrong-referrer "$image_digest"
+# A remote-cache URL the analysis lets through (its scheme is right) but the pusher would
+# refuse at `bazel run`: the build-time check has the pusher judge it.
+fails_with "bazel build //:push_image with a remote-cache URL holding a query fails at build time" \
+  "--remote-cache https://cache.example.com/\\?x=1: a cache URL has no query, fragment or spaces" -- \
+  bazel build //:push_image "--@rules_oci_push//settings:remote_cache=https://cache.example.com/?x=1"
 fails_with "bazel build //:s390x_sbom fails: the index has no linux/s390x manifest" \
   "--subject-platform linux/s390x: the index $index_digest has no manifest for it \(it lists linux/amd64, linux/arm64\)" -- \
   bazel build //:s390x_sbom

@@ -30,9 +30,10 @@ def oci_push(name, image, repository = None, repository_file = None, image_tags 
             directory (rules_oci's `oci_image` or `oci_image_index`, or any rule
             producing one).
         repository: A string. `host[:port]/path` to push to, without tag or
-            digest. Exactly one of `repository` and `repository_file`.
-        repository_file: A label. A file holding the repository, for generated
-            or stamped names.
+            digest. Exactly one of `repository`, `repository_file` and
+            `repositories` (passed on in `**kwargs`).
+        repository_file: A label. A file of destinations, one per line, for
+            generated or stamped names.
         image_tags: A label or a list of strings. A file with one tag per line,
             or the tags themselves (the macro writes `<name>.tags.txt`).
             Optional: without tags the image is pushed by digest only.

@@ -183,6 +183,28 @@ _TOOLCHAIN_TYPE = Label("//rules:toolchain_type")
 def _shell_quote(s):
     return "'" + s.replace("'", "'\\''") + "'"
 
+def _flag_lines(flag, values, none):
+    """Run-script lines `args+=(FLAG 'VALUE')`, one per value; the comment `none` without any."""
+    return "\n".join(["args+=(%s %s)" % (flag, _shell_quote(v)) for v in values]) or none
+
+def _located_flag_lines(ctx, var, flag, files, none):
+    """Run-script lines passing each of `files`, found in the runfiles at run time, as `FLAG PATH`.
+
+    Args:
+        ctx: The rule context.
+        var: A string, the shell variable each path is found into.
+        flag: A string, the pusher's flag.
+        files: A list of Files in the runfiles.
+        none: A string, the comment standing in for no files.
+
+    Returns:
+        A string of run-script lines.
+    """
+    return "\n".join([
+        '%s="$(locate %s)"\nargs+=(%s "$%s")' % (var, _shell_quote(_rlocation_path(ctx, f)), flag, var)
+        for f in files
+    ]) or none
+
 def _rlocation_path(ctx, file):
     """The path of `file` for the runfiles library's `rlocation`."""
     if file.short_path.startswith("../"):
@@ -287,35 +309,22 @@ def _oci_push_impl(ctx):
     files = [layout]
 
     # Defaults: --repository flags after `--` replace them.
-    if names:
-        repository_args = "\n".join([
-            "args+=(--default-repository %s)" % _shell_quote(name)
-            for name in names
-        ])
-    else:
-        files.append(ctx.file.repository_file)
-        repository_args = 'repository_file="$(locate %s)"\nargs+=(--default-repository-file "$repository_file")' % (
-            _shell_quote(_rlocation_path(ctx, ctx.file.repository_file))
-        )
-    if ctx.file.image_tags:
-        files.append(ctx.file.image_tags)
-        tags_args = 'tags_file="$(locate %s)"\nargs+=(--tags-file "$tags_file")' % (
-            _shell_quote(_rlocation_path(ctx, ctx.file.image_tags))
-        )
-    else:
-        tags_args = "# (no image_tags)"
-    mount_args = "\n".join([
-        "args+=(--mount-from %s)" % _shell_quote(source)
-        for source in ctx.attr.mount_from
-    ]) or "# (no mount_from)"
+    repository_files = [] if names else [ctx.file.repository_file]
+    repository_args = _flag_lines("--default-repository", names, "") or _located_flag_lines(
+        ctx,
+        "repository_file",
+        "--default-repository-file",
+        repository_files,
+        "",
+    )
+    tags_files = [ctx.file.image_tags] if ctx.file.image_tags else []
+    tags_args = _located_flag_lines(ctx, "tags_file", "--tags-file", tags_files, "# (no image_tags)")
+    mount_args = _flag_lines("--mount-from", ctx.attr.mount_from, "# (no mount_from)")
 
     # Referrers: full layouts even with a remote cache (they are small). `--referrer` flags
     # after `--` add to them.
-    files.extend(referrers)
-    referrer_args = "\n".join([
-        'referrer="$(locate %s)"\nargs+=(--referrer "$referrer")' % _shell_quote(_rlocation_path(ctx, referrer))
-        for referrer in referrers
-    ]) or "# (no referrers)"
+    referrer_args = _located_flag_lines(ctx, "referrer", "--referrer", referrers, "# (no referrers)")
+    files.extend(repository_files + tags_files + referrers)
 
     ctx.actions.expand_template(
         template = ctx.file._template,
@@ -341,25 +350,21 @@ def _oci_push_impl(ctx):
     args = ctx.actions.args()
     args.add("--verify")
     args.add("--layout", layout.path)
-    inputs = [layout]
-    if names:
-        for name in names:
-            args.add("--repository", name)
-    else:
-        args.add("--repository-file", ctx.file.repository_file)
-        inputs.append(ctx.file.repository_file)
-    if ctx.file.image_tags:
-        args.add("--tags-file", ctx.file.image_tags)
-        inputs.append(ctx.file.image_tags)
-    for referrer in referrers:
-        args.add("--referrer", referrer.path)
-    inputs.extend(referrers)
+    args.add_all(names, before_each = "--repository")
+    args.add_all(repository_files, before_each = "--repository-file")
+    args.add_all(tags_files, before_each = "--tags-file")
+    args.add_all(referrers, before_each = "--referrer", expand_directories = False)
+
+    # The pusher checks the cache's URL as `bazel run` will give it (analysis checked its
+    # scheme and credentials only): a URL it refuses fails the build, not the push.
+    if remote_cache:
+        args.add("--remote-cache", remote_cache)
     args.add("--digest-file", verified)
     ctx.actions.run(
         executable = exec_pusher.binary,
         tools = exec_pusher.runfiles.files,
         arguments = [args],
-        inputs = inputs,
+        inputs = [layout] + repository_files + tags_files + referrers,
         outputs = [verified],
         mnemonic = "OciPushVerify",
         progress_message = "Verifying OCI layout, tags and referrers of %{label}",

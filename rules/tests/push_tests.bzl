@@ -178,6 +178,9 @@ def _remote_cache_test_impl(ctx):
     asserts.true(env, "push.thin" in inputs, "verify inputs: %s" % inputs)
     asserts.false(env, "layout" in inputs, "verify reads the full layout: %s" % inputs)
 
+    # The build-time check has the pusher check the cache's URL, as `bazel run` passes it.
+    asserts.equals(env, ["http://127.0.0.1:9090/cache"], _flag_values(verify[0].argv, "--remote-cache"))
+
     expand = _actions(env, "TemplateExpand")[0]
     cache_args = expand.substitutions["{{cache_args}}"]
     asserts.true(
@@ -200,6 +203,7 @@ def _no_remote_cache_test_impl(ctx):
     asserts.equals(env, [], _actions(env, "OciPushThinLayout"))
     expand = _actions(env, "TemplateExpand")[0]
     asserts.equals(env, "# (no remote cache)", expand.substitutions["{{cache_args}}"])
+    asserts.false(env, "--remote-cache" in _actions(env, "OciPushVerify")[0].argv)
     return analysistest.end(env)
 
 no_remote_cache_test = analysistest.make(_no_remote_cache_test_impl)

@@ -1,13 +1,16 @@
-# Sourced by the project's scripts: start_registry DIR starts the CNCF distribution registry
-# (Debian's docker-registry) on a free 127.0.0.1 port with its config, log and storage in DIR,
-# and sets REGISTRY (host:port) and registry_pid; stop_registry (in the caller's EXIT trap)
-# stops it.
+# Sourced by the project's scripts: start_registry DIR [--access-log] starts the CNCF
+# distribution registry (Debian's docker-registry) on a free 127.0.0.1 port with its config,
+# log and storage in DIR, and sets REGISTRY (host:port) and registry_pid; stop_registry (in the
+# caller's EXIT trap) stops it. With --access-log, DIR/registry.log also has a line per request
+# as the registry answered it (`"METHOD TARGET HTTP/1.1" STATUS ...`): registry_requests reads
+# them back.
 # (No REGISTRY_* variables here: docker-registry reads those as overrides of its config.)
 
 registry_pid=""
 
 start_registry() {
-  local dir=$1 try port storage=$1/storage
+  local dir=$1 try port storage=$1/storage access_log=true
+  [ "${2:-}" = --access-log ] && access_log=false
   for try in 1 2 3 4 5 6 7 8 9 10; do
     port=$((20000 + RANDOM % 30000))
     # Skip ports something already listens on.
@@ -17,7 +20,7 @@ version: 0.1
 log:
   level: warn
   accesslog:
-    disabled: true
+    disabled: $access_log
 storage:
   filesystem:
     rootdirectory: $storage
@@ -53,4 +56,19 @@ stop_registry() {
     registry_pid=""
   fi
   return 0
+}
+
+# registry_requests DIR METHOD TARGET_PREFIX: the "STATUS TARGET" of each request of METHOD
+# (* for any) whose target starts with TARGET_PREFIX, in the order the registry answered them
+# (started with --access-log). The registry logs a request just after answering it: a request
+# of our own, once logged, is the barrier after which every answered one is there.
+registry_requests() {
+  local barrier="/v2/?barrier=$RANDOM$RANDOM" _
+  curl -fsS -o /dev/null "http://$REGISTRY$barrier" 2>/dev/null
+  for _ in $(seq 50); do
+    grep -qF "GET $barrier " "$1/registry.log" && break
+    sleep 0.05
+  done
+  awk -v method="$2" -v prefix="$3" '
+    (method == "*" || $6 == "\"" method) && index($7, prefix) == 1 { print $9, $7 }' "$1/registry.log"
 }
