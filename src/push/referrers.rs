@@ -89,9 +89,12 @@ impl Steps<'_> {
     /// fallback index of each subject lists those the registry did not index itself. Every
     /// referrer pushed is reported, also when a later step fails.
     pub(super) fn push_referrers(&self, referrers: &[Referrer]) -> Result<()> {
-        let mut reports: Vec<(ReferrerOutcome, Option<ReferrerIndex>)> = Vec::new();
+        let mut reports: Vec<Option<Report>> = vec![None; referrers.len()];
         let result = self.push_and_index(referrers, &mut reports);
-        for (referrer, (outcome, index)) in referrers.iter().zip(reports) {
+        for (referrer, report) in referrers.iter().zip(reports) {
+            let Some((outcome, index)) = report else {
+                continue;
+            };
             let index = index.unwrap_or_else(|| ReferrerIndex::NotListed {
                 tag: fallback_tag(&referrer.subject),
             });
@@ -104,21 +107,51 @@ impl Steps<'_> {
         result
     }
 
-    fn push_and_index(
-        &self,
-        referrers: &[Referrer],
-        reports: &mut Vec<(ReferrerOutcome, Option<ReferrerIndex>)>,
-    ) -> Result<()> {
-        for referrer in referrers {
-            let (outcome, indexed) = self
-                .push_referrer(referrer)
-                .map_err(|e| e.context(describe(referrer)))?;
-            reports.push((outcome, indexed.then_some(ReferrerIndex::Registry)));
+    /// Pushes the referrers, those of one level at once (up to `--jobs`): far from the
+    /// registry each costs its round trips, and none waits for another but the one it refers
+    /// to. Then the fallback indexes. `reports` gets each one pushed, by position.
+    fn push_and_index(&self, referrers: &[Referrer], reports: &mut [Option<Report>]) -> Result<()> {
+        let levels = levels(referrers);
+        for level in 0..=levels.iter().copied().max().unwrap_or(0) {
+            let at: Vec<usize> = (0..referrers.len())
+                .filter(|&i| levels[i] == level)
+                .collect();
+            for batch in at.chunks(self.options.jobs.max(1)) {
+                let results: Vec<Result<(ReferrerOutcome, bool)>> = std::thread::scope(|scope| {
+                    let pushes: Vec<_> = batch
+                        .iter()
+                        .map(|&i| scope.spawn(move || self.push_referrer(&referrers[i])))
+                        .collect();
+                    pushes
+                        .into_iter()
+                        .map(|push| {
+                            push.join().unwrap_or_else(|_| {
+                                Err(Error::new(Kind::Usage, "a referrer's push thread panicked"))
+                            })
+                        })
+                        .collect()
+                });
+                let mut failure = None;
+                for (&i, result) in batch.iter().zip(results) {
+                    match result {
+                        Ok((outcome, indexed)) => {
+                            reports[i] = Some((outcome, indexed.then_some(ReferrerIndex::Registry)))
+                        }
+                        Err(e) => {
+                            failure.get_or_insert(e.context(describe(&referrers[i])));
+                        }
+                    }
+                }
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+            }
         }
         // One update of each subject's index, for all its referrers together.
+        let unlisted = |report: &Option<Report>| matches!(report, Some((_, None)));
         let mut subjects: Vec<&str> = Vec::new();
-        for (referrer, (_, index)) in referrers.iter().zip(reports.iter()) {
-            if index.is_none() && !subjects.contains(&referrer.subject.as_str()) {
+        for (i, referrer) in referrers.iter().enumerate() {
+            if unlisted(&reports[i]) && !subjects.contains(&referrer.subject.as_str()) {
                 subjects.push(&referrer.subject);
             }
         }
@@ -126,7 +159,7 @@ impl Steps<'_> {
             let (ours, at): (Vec<&Referrer>, Vec<usize>) = referrers
                 .iter()
                 .enumerate()
-                .filter(|(i, r)| r.subject == subject && reports[*i].1.is_none())
+                .filter(|&(i, r)| r.subject == subject && unlisted(&reports[i]))
                 .map(|(i, r)| (r, i))
                 .unzip();
             let tag = fallback_tag(subject);
@@ -137,10 +170,12 @@ impl Steps<'_> {
                 ))
             })?;
             for (referrer, i) in ours.iter().zip(at) {
-                reports[i].1 = Some(ReferrerIndex::Tag {
-                    tag: tag.clone(),
-                    changed: added.contains(&referrer.manifest().digest),
-                });
+                if let Some(report) = &mut reports[i] {
+                    report.1 = Some(ReferrerIndex::Tag {
+                        tag: tag.clone(),
+                        changed: added.contains(&referrer.manifest().digest),
+                    });
+                }
             }
         }
         Ok(())
@@ -359,6 +394,22 @@ impl Steps<'_> {
             .client
             .refusal_error(refusal, &Method::PUT, &url, &what))
     }
+}
+
+/// What happened to a referrer, and who lists it (None: not yet known).
+type Report = (ReferrerOutcome, Option<ReferrerIndex>);
+
+/// Each referrer's level: 0 for one of the image, one more than its subject's for one of
+/// another referrer (`open_all` put each after the one it refers to).
+fn levels(referrers: &[Referrer]) -> Vec<usize> {
+    let mut levels: Vec<usize> = Vec::with_capacity(referrers.len());
+    for referrer in referrers {
+        let parent = referrers[..levels.len()]
+            .iter()
+            .position(|r| r.manifest().digest == referrer.subject);
+        levels.push(parent.map_or(0, |at| levels[at] + 1));
+    }
+    levels
 }
 
 /// `referrer DIR (TYPE, DIGEST)`, for messages.
