@@ -139,6 +139,24 @@ fn push(layout: &TempDir, repo: &str, cache: &str, extra: &[&str]) -> Run {
     )
 }
 
+/// The push's JSON reports each blob from `from` (the layers', in order) with `outcome`, and
+/// `fetched` bytes from the cache, and the registry serves the image under `v1`; the JSON.
+fn assert_reported_and_served(
+    run: &Run,
+    registry: &Registry,
+    path: &str,
+    image: &Image,
+    from: &[&str],
+    outcome: &str,
+    fetched: u64,
+) -> Value {
+    let json = run.json();
+    assert_eq!(blob_reports(&json), expected_reports(image, from, outcome));
+    assert_eq!(json["bytes"]["fetched"], fetched);
+    assert_served(registry, path, image, &["v1"]);
+    json
+}
+
 /// Each blob's `(digest, kind, from, outcome)` in a push's JSON (held to its schema), sorted.
 fn blob_reports(json: &Value) -> Vec<(String, String, String, String)> {
     schema::assert_follows_schema(json);
@@ -324,14 +342,16 @@ fn layers_mounted_from_another_repository_are_not_fetched() {
     )
     .ok();
     assert_eq!(cache.requests(), before, "a mounted push asked the cache");
-    let json = run.json();
-    assert_eq!(
-        blob_reports(&json),
-        expected_reports(&image, &["remoteCache"; 3], "mounted")
+    let json = assert_reported_and_served(
+        &run,
+        &registry,
+        "two/app",
+        &image,
+        &["remoteCache"; 3],
+        "mounted",
+        0,
     );
-    assert_eq!(json["bytes"]["fetched"], 0);
     assert_eq!(json["bytes"]["sent"], 0);
-    assert_served(&registry, "two/app", &image, &["v1"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,13 +420,15 @@ fn a_local_full_layout_is_read_from_disk_and_nothing_is_fetched() {
     )
     .ok();
     assert_eq!(cache.requests(), [], "the cache was asked");
-    let json = run.json();
-    assert_eq!(
-        blob_reports(&json),
-        expected_reports(&image, &["file"; 3], "uploaded")
+    assert_reported_and_served(
+        &run,
+        &registry,
+        "local/app",
+        &image,
+        &["file"; 3],
+        "uploaded",
+        0,
     );
-    assert_eq!(json["bytes"]["fetched"], 0);
-    assert_served(&registry, "local/app", &image, &["v1"]);
 
     // With every left-out blob on disk, no cache is needed at all.
     let repo = registry.repo("local/nocache");
@@ -434,13 +456,15 @@ fn a_local_blob_of_the_wrong_size_or_missing_is_fetched_and_only_it() {
     .ok();
     assert_eq!(fetches(&cache, &image.layers), [0, 1, 1]);
     assert_eq!(cache.requests().len(), 2, "{:#?}", cache.requests());
-    let json = run.json();
-    assert_eq!(
-        blob_reports(&json),
-        expected_reports(&image, &["file", "remoteCache", "remoteCache"], "uploaded")
+    assert_reported_and_served(
+        &run,
+        &registry,
+        "partial/app",
+        &image,
+        &["file", "remoteCache", "remoteCache"],
+        "uploaded",
+        2 * LAYER as u64,
     );
-    assert_eq!(json["bytes"]["fetched"], 2 * LAYER as u64);
-    assert_served(&registry, "partial/app", &image, &["v1"]);
 }
 
 #[test]
